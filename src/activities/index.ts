@@ -1,0 +1,46 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Pool } from 'pg';
+import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
+import { forgetDryRunEvents } from '../db/queries';
+import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
+
+export interface ActivityDeps {
+  pool: Pool;
+}
+
+/** Errors no retry can fix become non-retryable failures the operator sees in the run's result. */
+async function failFastOn<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof BackfillFileError) throw ApplicationFailure.nonRetryable(err.message, err.name);
+    throw err;
+  }
+}
+
+export function createActivities({ pool }: ActivityDeps) {
+  return {
+    async inspectBackfillFile(path: string): Promise<FileFingerprint> {
+      return failFastOn(() => fingerprintFile(path));
+    },
+
+    async processBackfillBatch(input: BackfillBatchInput): Promise<BackfillBatchResult> {
+      const ctx = Context.current();
+      return failFastOn(() =>
+        runBackfillBatch(pool, input, {
+          heartbeat: (details) => ctx.heartbeat(details),
+          throwIfCancelled: () => {
+            if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+          },
+        }),
+      );
+    },
+
+    async finishBackfill(input: { runKey: string; dryRun: boolean }): Promise<void> {
+      // The ledger keeps every batch's result, so re-running batches after this cleanup still counts right.
+      if (input.dryRun) await forgetDryRunEvents(pool, input.runKey);
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

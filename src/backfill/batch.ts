@@ -1,0 +1,231 @@
+import { stat } from 'node:fs/promises';
+import type { Pool, PoolClient } from 'pg';
+import {
+  BACKFILL_LIMITS,
+  type BackfillBatchInput,
+  type BackfillBatchResult,
+  type FileFingerprint,
+} from '../shared/backfill';
+import {
+  castPayloadToJsonb,
+  castPayloadsToJsonb,
+  type FailedLineRows,
+  insertFailedLines,
+  insertOutboxEvents,
+  lockBatch,
+  readLedger,
+  rememberDryRunEvents,
+  writeLedger,
+} from '../db/queries';
+import { decodeLine, excerptOf, readLines, sanitizeForText } from './lines';
+import { type EventFields, validateLine } from './validate';
+
+/** The file is gone or changed under a running backfill: retrying cannot help. */
+export class BackfillFileError extends Error {
+  override name = 'BackfillFileError';
+}
+
+export async function fingerprintFile(path: string): Promise<FileFingerprint> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (err) {
+    throw new BackfillFileError(`cannot read ${path} on this worker: ${(err as Error).message}`);
+  }
+  if (!info.isFile()) throw new BackfillFileError(`${path} is not a regular file`);
+  return { size: info.size, mtimeMs: info.mtimeMs };
+}
+
+interface Candidate extends EventFields {
+  lineNumber: number;
+  byteOffset: number;
+  payload: string;
+}
+
+export interface BatchHooks {
+  heartbeat(details: { lines: number }): void;
+  /** Throws if the activity was cancelled; called only where stopping loses nothing. */
+  throwIfCancelled(): void;
+}
+
+/**
+ * Processes one batch of a backfill exactly once: its outbox writes, its failed lines and its
+ * ledger row commit in one transaction, and a batch already in the ledger returns what it recorded.
+ */
+export async function runBackfillBatch(
+  pool: Pool,
+  input: BackfillBatchInput,
+  hooks: BatchHooks,
+): Promise<BackfillBatchResult> {
+  const batchKey = `offset:${input.startOffset}`;
+  const recorded = await readLedger<BackfillBatchResult>(pool, input.runKey, batchKey);
+  if (recorded) return recorded;
+
+  const current = await fingerprintFile(input.path);
+  if (current.size !== input.fingerprint.size || current.mtimeMs !== input.fingerprint.mtimeMs) {
+    throw new BackfillFileError(
+      `${input.path} changed after the backfill started (size ${input.fingerprint.size} -> ${current.size}); ` +
+        'start a new run on a file that is no longer being written',
+    );
+  }
+
+  const { candidates, failed, processed, linesConsumed, endOffset } = await readBatch(input, hooks);
+  hooks.throwIfCancelled();
+
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, input.runKey, batchKey);
+    const raced = await readLedger<BackfillBatchResult>(client, input.runKey, batchKey);
+    if (raced) {
+      await client.query('COMMIT');
+      return raced;
+    }
+    const { created, duplicates } = await writeCandidates(client, input, candidates, failed);
+    await insertFailedLines(client, input.runKey, input.workflowId, failed);
+    const result: BackfillBatchResult = {
+      processed,
+      created,
+      enqueued: created,
+      duplicates,
+      failed: failed.line_number.length,
+      endOffset,
+      linesConsumed,
+    };
+    await writeLedger(client, input.runKey, batchKey, result);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+async function readBatch(input: BackfillBatchInput, hooks: BatchHooks) {
+  const failed: FailedLineRows = { line_number: [], byte_offset: [], reason: [], excerpt: [] };
+  const candidates: Candidate[] = [];
+  let processed = 0;
+  let linesConsumed = 0;
+  let bytes = 0;
+  let endOffset = input.startOffset;
+  const addFailure = (lineNumber: number, byteOffset: number, reason: string, raw: Buffer | null) => {
+    failed.line_number.push(lineNumber);
+    failed.byte_offset.push(byteOffset);
+    failed.reason.push(reason);
+    failed.excerpt.push(excerptOf(raw));
+  };
+
+  for await (const line of readLines(input.path, {
+    startOffset: input.startOffset,
+    startLine: input.startLine,
+    endOffset: input.fingerprint.size,
+    maxLineBytes: BACKFILL_LIMITS.maxLineBytes,
+  })) {
+    linesConsumed += 1;
+    endOffset = line.nextOffset;
+    bytes += line.byteLength;
+    const decoded = decodeLine(line.bytes, BACKFILL_LIMITS.maxLineBytes);
+    if (decoded.kind === 'blank') continue;
+    processed += 1;
+    if (decoded.kind === 'invalid') {
+      addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes);
+    } else {
+      const verdict = validateLine(decoded.text);
+      if (verdict.ok) {
+        candidates.push({ ...verdict.fields, payload: verdict.payload, lineNumber: line.lineNumber, byteOffset: line.byteOffset });
+      } else {
+        addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
+      }
+    }
+    if (processed % 1000 === 0) hooks.heartbeat({ lines: processed });
+    if (processed >= input.batchSize || bytes >= BACKFILL_LIMITS.maxBatchBytes) break;
+  }
+  return { candidates, failed, processed, linesConsumed, endOffset };
+}
+
+/** First occurrence in the batch wins; later ones are duplicates (earlier batches are already in the database). */
+function firstOccurrences(candidates: Candidate[]): { unique: Candidate[]; repeats: number } {
+  const seen = new Set<string>();
+  const unique: Candidate[] = [];
+  for (const candidate of candidates) {
+    if (seen.has(candidate.event_id)) continue;
+    seen.add(candidate.event_id);
+    unique.push(candidate);
+  }
+  return { unique, repeats: candidates.length - unique.length };
+}
+
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  // Class 22: data exception (bad jsonb, numeric overflow); class 54: program limit (nesting depth).
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('54'));
+}
+
+/**
+ * Writes the batch's valid lines. If PostgreSQL rejects a payload that passed our own checks, the
+ * culprits are found one by one, recorded as failed, and the rest written: one line never fails its batch.
+ */
+async function writeCandidates(
+  client: PoolClient,
+  input: BackfillBatchInput,
+  candidates: Candidate[],
+  failed: FailedLineRows,
+): Promise<{ created: number; duplicates: number }> {
+  let remaining = candidates;
+  for (;;) {
+    const { unique, repeats } = firstOccurrences(remaining);
+    await client.query('SAVEPOINT batch_write');
+    try {
+      let created: number;
+      if (input.dryRun) {
+        await castPayloadsToJsonb(client, unique.map((c) => c.payload));
+        created = await rememberDryRunEvents(client, input.runKey, unique.map((c) => c.event_id));
+      } else {
+        created = await insertOutboxEvents(client, columnsOf(unique), input.maxAttempts, input.runKey);
+      }
+      await client.query('RELEASE SAVEPOINT batch_write');
+      return { created, duplicates: unique.length - created + repeats };
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT batch_write');
+      const rejected = await findRejectedPayloads(client, unique);
+      if (rejected.size === 0) throw err;
+      for (const [candidate, reason] of rejected) {
+        failed.line_number.push(candidate.lineNumber);
+        failed.byte_offset.push(candidate.byteOffset);
+        failed.reason.push(reason);
+        failed.excerpt.push(excerptOf(Buffer.from(candidate.payload.slice(0, 400))));
+      }
+      remaining = remaining.filter((c) => !rejected.has(c));
+    }
+  }
+}
+
+async function findRejectedPayloads(client: PoolClient, unique: Candidate[]): Promise<Map<Candidate, string>> {
+  const rejected = new Map<Candidate, string>();
+  for (const candidate of unique) {
+    await client.query('SAVEPOINT one_line');
+    try {
+      await castPayloadToJsonb(client, candidate.payload);
+      await client.query('RELEASE SAVEPOINT one_line');
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT one_line');
+      rejected.set(candidate, sanitizeForText(`PostgreSQL rejected the payload: ${(err as Error).message}`).slice(0, 300));
+    }
+  }
+  return rejected;
+}
+
+function columnsOf(candidates: Candidate[]) {
+  return {
+    event_id: candidates.map((c) => c.event_id),
+    event_type: candidates.map((c) => c.event_type),
+    schema_version: candidates.map((c) => c.schema_version),
+    request_id: candidates.map((c) => c.request_id),
+    actor_user_id: candidates.map((c) => c.actor_user_id),
+    payload: candidates.map((c) => c.payload),
+  };
+}

@@ -1,0 +1,158 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, loadConfig } from '../config';
+import { BACKFILL_LIMITS } from '../shared/backfill';
+import { runBackfill } from './backfill';
+import { consoleOutput, RunError, UsageError, type Output } from './errors';
+import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
+import { runDemo } from './demo';
+
+function positiveInt(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value)) || Number(value) < 1) {
+      throw new InvalidArgumentError(`${flag} must be a whole number >= 1.`);
+    }
+    return Number(value);
+  };
+}
+
+function config() {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export function buildProgram(out: Output): Command {
+  const program = new Command('gotong-worker')
+    .description('Webhook backfill, delivery and dead-letter replay as durable Temporal runs.')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out.log(s.trimEnd()), writeErr: (s) => out.err(s.trimEnd()) });
+
+  program
+    .command('webhook-backfill')
+    .description(
+      'Backfill historical events from an NDJSON file into the outbox, deduplicated by event_id, as a durable run.\n' +
+        'Prints a progress line every N processed lines and a final summary; --dry-run writes nothing to the outbox.',
+    )
+    .requiredOption('--file <path>', 'NDJSON file, one event per line (workers read it: use storage they can all see)')
+    .option('--dry-run', 'report what would happen without writing the outbox', false)
+    .option('--progress-every <n>', 'print a progress line every N processed lines', positiveInt('--progress-every'), 100)
+    .option(
+      '--max-attempts <n>',
+      'delivery attempts for each new event (default: WEBHOOK_MAX_ATTEMPTS, else 5)',
+      positiveInt('--max-attempts'),
+    )
+    .option(
+      '--batch-size <n>',
+      `lines per batch activity (at most ${BACKFILL_LIMITS.maxBatchSize})`,
+      positiveInt('--batch-size'),
+      BACKFILL_LIMITS.defaultBatchSize,
+    )
+    .option('--json', 'also print the final summary as one JSON object on the last line', false)
+    .action(async (opts: { file: string; dryRun: boolean; progressEvery: number; maxAttempts?: number; batchSize: number; json: boolean }) => {
+      const cfg = config();
+      await runBackfill(
+        {
+          file: opts.file,
+          dryRun: opts.dryRun,
+          progressEvery: opts.progressEvery,
+          maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts,
+          batchSize: opts.batchSize,
+          json: opts.json,
+          taskQueue: cfg.taskQueue,
+        },
+        out,
+      );
+    });
+
+  program
+    .command('failed-lines')
+    .description("List a backfill run's failed lines (line number, byte offset, reason, excerpt).")
+    .argument('<workflow-id>', "the backfill's workflow id, as the backfill command printed it")
+    .option('--run-key <key>', 'a specific run of that workflow id (default: the newest)')
+    .option('--limit <n>', 'at most this many lines', positiveInt('--limit'), 1000)
+    .option('--json', 'one JSON object per line', false)
+    .action(async (workflowId: string, opts: { runKey?: string; limit: number; json: boolean }) => {
+      await runFailedLines(config(), { workflowId, ...opts }, out);
+    });
+
+  program
+    .command('worker')
+    .description('Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM.')
+    .option('--no-migrate', 'do not apply pending database migrations at start')
+    .action(async (opts: { migrate: boolean }) => {
+      await runWorker(config(), { migrate: opts.migrate }, out);
+    });
+
+  program
+    .command('migrate')
+    .description('Create the database if it is missing and apply pending SQL migrations.')
+    .action(async () => {
+      await runMigrate(config(), out);
+    });
+
+  program
+    .command('temporal-server')
+    .description(
+      'Find (TEMPORAL_CLI_PATH, PATH, Go bin) or build the Temporal CLI, and run its dev server with the Web UI in the foreground.',
+    )
+    .addOption(new Option('--port <n>', 'gRPC port').argParser(positiveInt('--port')).default(7233))
+    .addOption(new Option('--ui-port <n>', 'Web UI port').argParser(positiveInt('--ui-port')).default(8233))
+    .option('--db-file <path>', 'SQLite file for the server state', '.gotong/temporal-dev.sqlite')
+    .action(async (opts: { port: number; uiPort: number; dbFile: string }) => {
+      await runTemporalServer(opts, out);
+    });
+
+  program
+    .command('demo')
+    .description(
+      'Run the backfill end to end on embedded defaults: starts a Temporal dev server if none is reachable,\n' +
+        'creates and migrates the database, runs a worker, then a dry run and an execute run of a bundled sample file.',
+    )
+    .option('--file <path>', 'NDJSON file to backfill instead of the bundled sample')
+    .option('--keep-server', 'leave the Temporal dev server running afterwards, to browse the UI', false)
+    .action(async (opts: { file?: string; keepServer: boolean }) => {
+      await runDemo(config(), opts, out);
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv, out: Output = consoleOutput): Promise<number> {
+  const program = buildProgram(out);
+  if (argv.length <= 2) {
+    program.outputHelp();
+    return 2;
+  }
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+    }
+    if (err instanceof UsageError) {
+      out.err(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof RunError) {
+      out.err(err.message);
+      return 1;
+    }
+    out.err(`error: ${(err as Error).message ?? String(err)}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`error: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

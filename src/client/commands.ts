@@ -1,0 +1,113 @@
+import { NativeConnection } from '@temporalio/worker';
+import type { AppConfig } from '../config';
+import { createPool, explainDatabaseError } from '../db/pool';
+import { ensureDatabase, migrate } from '../db/migrate';
+import { listFailedLines } from '../db/queries';
+import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
+import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
+import { createWorker } from '../worker';
+import { RunError, type Output } from './errors';
+
+export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
+  try {
+    if (await ensureDatabase(config.databaseUrl)) out.log('[migrate] created the database');
+  } catch (err) {
+    throw new RunError(`[migrate] ${explainDatabaseError(err, config.databaseUrl)}`);
+  }
+  const pool = createPool(config.databaseUrl, 1);
+  try {
+    const applied = await migrate(pool);
+    out.log(applied.length ? `[migrate] applied ${applied.join(', ')}` : '[migrate] schema is up to date');
+  } catch (err) {
+    throw new RunError(`[migrate] ${explainDatabaseError(err, config.databaseUrl)}`);
+  } finally {
+    await pool.end();
+  }
+}
+
+export async function runFailedLines(
+  config: AppConfig,
+  opts: { workflowId: string; runKey?: string; limit: number; json: boolean },
+  out: Output,
+): Promise<void> {
+  const pool = createPool(config.databaseUrl, 1);
+  try {
+    const rows = await listFailedLines(pool, { workflowId: opts.workflowId, runKey: opts.runKey }, opts.limit).catch(
+      (err: unknown) => {
+        throw new RunError(`[failed-lines] ${explainDatabaseError(err, config.databaseUrl)}`);
+      },
+    );
+    if (rows.length === 0) {
+      out.err(`[failed-lines] no failed lines recorded for ${opts.runKey ?? opts.workflowId}`);
+      return;
+    }
+    for (const row of rows) {
+      if (opts.json) {
+        out.log(
+          JSON.stringify({
+            run_key: row.run_key,
+            line: Number(row.line_number),
+            byte_offset: Number(row.byte_offset),
+            reason: row.reason,
+            excerpt: row.excerpt,
+          }),
+        );
+      } else {
+        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${row.reason}\n    ${row.excerpt}`);
+      }
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+export async function runWorker(config: AppConfig, opts: { migrate: boolean }, out: Output): Promise<void> {
+  const pool = createPool(config.databaseUrl, 20);
+  try {
+    try {
+      if (opts.migrate) {
+        await ensureDatabase(config.databaseUrl);
+        await migrate(pool);
+      } else {
+        await pool.query('SELECT 1 FROM webhook_outbox LIMIT 1');
+      }
+    } catch (err) {
+      const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';
+      throw new RunError(`[worker] ${hint || explainDatabaseError(err, config.databaseUrl)}`);
+    }
+    const target = temporalTarget();
+    installQuietRuntime();
+    let connection: NativeConnection;
+    try {
+      connection = await NativeConnection.connect(target.connectionOptions);
+    } catch (err) {
+      throw new RunError(`[worker] ${explainTemporalError(err, target.address)}`);
+    }
+    try {
+      const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool });
+      out.err(`[worker] polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`);
+      // Runs until SIGINT/SIGTERM, which the Temporal runtime turns into a graceful shutdown.
+      await worker.run();
+    } finally {
+      await connection.close();
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+export async function runTemporalServer(
+  opts: { port: number; uiPort: number; dbFile: string },
+  out: Output,
+): Promise<void> {
+  if (await isPortOpen('127.0.0.1', opts.port)) {
+    throw new RunError(`[temporal-server] port ${opts.port} is already in use (a server is running?); pass --port`);
+  }
+  const binary = await findOrBuildTemporalCli({ log: (line) => out.err(`[temporal-server] ${line}`) });
+  const child = await startDevServer({ binary, port: opts.port, uiPort: opts.uiPort, dbFile: opts.dbFile, stdio: 'inherit' });
+  out.err(`[temporal-server] ${binary} serving 127.0.0.1:${opts.port}, Web UI http://127.0.0.1:${opts.uiPort} (Ctrl-C stops it)`);
+  const stop = () => child.kill('SIGTERM');
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+}

@@ -1,0 +1,15 @@
+/** A mistake in how the command was called: exit code 2, nothing started. */
+export class UsageError extends Error {}
+
+/** The command was fine but the work could not be done or did not finish: exit code 1. */
+export class RunError extends Error {}
+
+export interface Output {
+  log(line: string): void;
+  err(line: string): void;
+}
+
+export const consoleOutput: Output = {
+  log: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};

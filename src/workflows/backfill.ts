@@ -1,0 +1,104 @@
+import {
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import {
+  addCounters,
+  BACKFILL_LIMITS,
+  type BackfillBatchResult,
+  type BackfillCounters,
+  type BackfillInput,
+  type BackfillPhase,
+  type BackfillProgress,
+  type BackfillRunState,
+  type BackfillSummary,
+  ZERO_COUNTERS,
+} from '../shared/backfill';
+
+export const progressQuery = defineQuery<BackfillProgress>('progress');
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+
+const { inspectBackfillFile, processBackfillBatch, finishBackfill } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  // A batch heartbeats while it reads; a worker that dies is noticed within this, not after 10 minutes.
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/**
+ * Reads an NDJSON file into the outbox batch by batch. Counters live here and come back in the
+ * `progress` query; each batch is accounted exactly once by the ledger, whatever is retried.
+ */
+export async function webhookBackfill(input: BackfillInput): Promise<BackfillSummary> {
+  const batchesPerRun = input.batchesPerRun ?? BACKFILL_LIMITS.defaultBatchesPerRun;
+  let phase: BackfillPhase = 'starting';
+  let state: BackfillRunState | undefined = input.state;
+  let paused = input.state?.paused ?? false;
+  let counters: BackfillCounters = input.state?.counters ?? ZERO_COUNTERS;
+
+  setHandler(progressQuery, () => ({
+    ...counters,
+    phase: paused && phase === 'running' ? 'paused' : phase,
+    dryRun: input.dryRun,
+    bytesDone: state?.offset ?? 0,
+    bytesTotal: state?.fingerprint.size ?? 0,
+    batches: state?.batches ?? 0,
+    runKey: input.runKey,
+  }));
+  setHandler(pauseSignal, () => {
+    paused = true;
+  });
+  setHandler(resumeSignal, () => {
+    paused = false;
+  });
+
+  if (!state) {
+    const fingerprint = await inspectBackfillFile(input.path);
+    state = { fingerprint, offset: 0, nextLine: 1, batches: 0, counters, paused };
+  }
+  phase = 'running';
+
+  let batchesThisRun = 0;
+  while (state.offset < state.fingerprint.size) {
+    await condition(() => !paused);
+    if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
+      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused } });
+    }
+    const result: BackfillBatchResult = await processBackfillBatch({
+      runKey: input.runKey,
+      workflowId: workflowInfo().workflowId,
+      path: input.path,
+      fingerprint: state.fingerprint,
+      startOffset: state.offset,
+      startLine: state.nextLine,
+      batchSize: input.batchSize,
+      dryRun: input.dryRun,
+      maxAttempts: input.maxAttempts,
+    });
+    if (result.endOffset <= state.offset) {
+      // Cannot happen while the file matches its fingerprint; looping here forever would be worse than failing.
+      throw ApplicationFailure.nonRetryable(`batch at offset ${state.offset} made no progress`, 'BackfillStalled');
+    }
+    counters = addCounters(counters, result);
+    state = {
+      ...state,
+      offset: result.endOffset,
+      nextLine: state.nextLine + result.linesConsumed,
+      batches: state.batches + 1,
+    };
+    batchesThisRun += 1;
+  }
+
+  phase = 'finishing';
+  await finishBackfill({ runKey: input.runKey, dryRun: input.dryRun });
+  phase = 'done';
+  return { ...counters, dryRun: input.dryRun, runKey: input.runKey, batches: state.batches };
+}

@@ -1,0 +1,1 @@
+export { webhookBackfill } from './backfill';
