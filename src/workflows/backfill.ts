@@ -29,7 +29,7 @@ export const resumeSignal = defineSignal('resume');
 const { inspectBackfillFile, processBackfillBatch, finishBackfill } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   // A batch heartbeats while it reads; a worker that dies is noticed within this, not after 10 minutes.
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 

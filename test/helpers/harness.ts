@@ -1,0 +1,143 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Client as PgClient, type Pool } from 'pg';
+import { createPool } from '../../src/db/pool';
+import { migrate } from '../../src/db/migrate';
+import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
+import { createWorker } from '../../src/worker';
+
+export interface Harness {
+  env: TestWorkflowEnvironment;
+  pool: Pool;
+  databaseUrl: string;
+  workflowBundle: WorkflowBundleWithSourceMap;
+  temporalCli: string;
+}
+
+let harness: Harness | undefined;
+
+export const REPO_ROOT = join(__dirname, '..', '..', '..');
+export const FIXTURES = join(REPO_ROOT, 'test', 'fixtures');
+export const CLI = join(REPO_ROOT, 'bin', 'gotong-worker.js');
+
+export function getHarness(): Harness {
+  if (!harness) throw new Error('test harness not set up (mochaGlobalSetup did not run)');
+  return harness;
+}
+
+function testDatabaseUrl(): string {
+  return process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/gotong_test`;
+}
+
+/** A database of the tests' own, dropped and created fresh for every test run. */
+async function freshDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = target.pathname.slice(1);
+  target.pathname = '/postgres';
+  const admin = new PgClient({ connectionString: target.toString() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function setUpHarness(): Promise<void> {
+  // Worker state changes and expected activity failures would drown the test report at INFO.
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const temporalCli = await findOrBuildTemporalCli({ log: (line) => console.error(`[test setup] ${line}`) });
+  const databaseUrl = testDatabaseUrl();
+  await freshDatabase(databaseUrl);
+  const pool = createPool(databaseUrl, 20);
+  await migrate(pool);
+  const [env, workflowBundle] = await Promise.all([
+    TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: temporalCli },
+        ip: '127.0.0.1',
+        extraArgs: FAST_DEV_SERVER_ARGS,
+      },
+    }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger }),
+  ]);
+  harness = { env, pool, databaseUrl, workflowBundle, temporalCli };
+}
+
+export async function tearDownHarness(): Promise<void> {
+  if (!harness) return;
+  await harness.env.teardown();
+  await harness.pool.end();
+  harness = undefined;
+}
+
+const quietLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => console.warn(message),
+  error: (message: string) => console.error(message),
+};
+
+export async function resetTables(pool: Pool): Promise<void> {
+  await pool.query(
+    `TRUNCATE webhook_outbox, webhook_delivery_attempts, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE`,
+  );
+}
+
+let queueCounter = 0;
+export function uniqueTaskQueue(prefix: string): string {
+  queueCounter += 1;
+  return `${prefix}-${process.pid}-${queueCounter}-${Date.now()}`;
+}
+
+/** Runs `fn` while an in-process worker serves `taskQueue`. */
+export async function withWorker<T>(taskQueue: string, fn: () => Promise<T>): Promise<T> {
+  const { env, pool, workflowBundle } = getHarness();
+  const worker = await createWorker({
+    connection: env.nativeConnection,
+    namespace: env.namespace ?? 'default',
+    taskQueue,
+    pool,
+    workflowBundle,
+  });
+  return worker.runUntil(fn);
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real executable, as an operator would, against the test Temporal server and database. */
+export function runCli(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
+  const h = harness;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...(h ? { TEMPORAL_ADDRESS: h.env.address, DATABASE_URL: h.databaseUrl } : {}),
+    ...extraEnv,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export async function outboxCount(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_outbox');
+  return Number(rows[0]!.n);
+}

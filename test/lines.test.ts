@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readLines, type RawLine } from '../src/backfill/lines';
+
+async function collect(path: string, startOffset: number, endOffset: number, maxLineBytes = 1024): Promise<RawLine[]> {
+  const lines: RawLine[] = [];
+  for await (const line of readLines(path, { startOffset, startLine: 1, endOffset, maxLineBytes })) lines.push(line);
+  return lines;
+}
+
+describe('readLines', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gotong-lines-'));
+
+  it('yields each physical line with its offsets, including a last line without a newline', async () => {
+    const path = join(dir, 'a.ndjson');
+    writeFileSync(path, 'ab\n\ncd\r\nef');
+    const lines = await collect(path, 0, 10);
+    assert.deepEqual(
+      lines.map((l) => [l.lineNumber, l.byteOffset, l.nextOffset, l.bytes?.toString()]),
+      [
+        [1, 0, 3, 'ab'],
+        [2, 3, 4, ''],
+        [3, 4, 8, 'cd\r'],
+        [4, 8, 10, 'ef'],
+      ],
+    );
+  });
+
+  it('starts mid-file at a line boundary and stops at endOffset', async () => {
+    const path = join(dir, 'b.ndjson');
+    writeFileSync(path, 'one\ntwo\nthree\n');
+    const lines = await collect(path, 4, 14);
+    assert.deepEqual(lines.map((l) => l.bytes?.toString()), ['two', 'three']);
+    assert.equal(lines.at(-1)!.nextOffset, 14);
+  });
+
+  it('drops an over-long line without holding it, and keeps reading after it', async () => {
+    const path = join(dir, 'c.ndjson');
+    const long = 'x'.repeat(3 * 1024 * 1024);
+    writeFileSync(path, `ok\n${long}\nafter\n`);
+    const lines = await collect(path, 0, long.length + 10, 1024 * 1024);
+    assert.deepEqual(lines.map((l) => (l.bytes === null ? null : l.bytes.toString())), ['ok', null, 'after']);
+    assert.equal(lines[1]!.byteLength, long.length + 1);
+  });
+});
