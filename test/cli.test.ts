@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { FIXTURES, getHarness, outboxCount, resetTables, runCli, uniqueTaskQueue, withWorker, type Harness } from './helpers/harness';
+import { generatedFile } from './helpers/files';
+
+const edgeCases = join(FIXTURES, 'corpus', 'edge-cases.ndjson');
+/** Nothing listens here: a command that tried to reach Temporal would fail with a connection error instead. */
+const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' };
+
+const COUNTERS = /processed=(\d+) created=(\d+) enqueued=(\d+) duplicates=(\d+) failed=(\d+)/;
+
+describe('gotong-worker CLI', function () {
+  this.timeout(120_000);
+
+  describe('usage errors: exit 2, one line naming the fix, nothing started', () => {
+    const cases: Array<[string, string[], RegExp]> = [
+      ['missing --file', ['webhook-backfill'], /required option '--file <path>'/],
+      ['a file that does not exist', ['webhook-backfill', '--file', 'no/such/file.ndjson'], /no such file; pass the path of an NDJSON file/],
+      ['a directory', ['webhook-backfill', '--file', FIXTURES], /not a regular file/],
+      ['--progress-every 0', ['webhook-backfill', '--file', edgeCases, '--progress-every', '0'], /--progress-every must be a whole number >= 1/],
+      ['--max-attempts abc', ['webhook-backfill', '--file', edgeCases, '--max-attempts', 'abc'], /--max-attempts must be a whole number >= 1/],
+      ['--batch-size 1.5', ['webhook-backfill', '--file', edgeCases, '--batch-size', '1.5'], /--batch-size must be a whole number >= 1/],
+      ['--batch-size too large', ['webhook-backfill', '--file', edgeCases, '--batch-size', '999999'], /--batch-size must be at most 50000/],
+      ['an unknown flag', ['webhook-backfill', '--file', edgeCases, '--bogus'], /unknown option '--bogus'/],
+      ['an unknown command', ['webhook-backfil'], /unknown command 'webhook-backfil'/],
+      ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1/],
+    ];
+    for (const [what, args, message] of cases) {
+      it(what, async () => {
+        const extra: Record<string, string> = what.includes('WEBHOOK_MAX_ATTEMPTS') ? { WEBHOOK_MAX_ATTEMPTS: '0' } : {};
+        const result = await runCli(args, { ...NOWHERE, ...extra });
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(result.stderr, message);
+        assert.equal(result.stdout, '');
+        assert.doesNotMatch(result.stderr, /cannot reach|\n\s+at /, 'failed before connecting, without a stack');
+      });
+    }
+  });
+
+  it('--help tells the truth about the flags and exits 0', async () => {
+    const result = await runCli(['webhook-backfill', '--help'], NOWHERE);
+    assert.equal(result.code, 0);
+    for (const flag of ['--file <path>', '--dry-run', '--progress-every <n>', '--max-attempts <n>', '--batch-size <n>', '--json']) {
+      assert.ok(result.stdout.includes(flag), `help mentions ${flag}`);
+    }
+    const top = await runCli(['--help'], NOWHERE);
+    for (const command of ['webhook-backfill', 'failed-lines', 'worker', 'migrate', 'temporal-server', 'demo']) {
+      assert.ok(top.stdout.includes(command), `top-level help lists ${command}`);
+    }
+  });
+
+  it('an unreachable Temporal server is one clear line and exit 1, not a stack', async () => {
+    const result = await runCli(['webhook-backfill', '--file', edgeCases], NOWHERE);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /cannot reach Temporal at 127\.0\.0\.1:1 .*set TEMPORAL_ADDRESS/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+
+  it('an unreachable database is one clear line and exit 1', async () => {
+    const result = await runCli(['migrate'], NOWHERE);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /cannot reach PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/none .*set DATABASE_URL/);
+  });
+
+  describe('against the test Temporal server and database', () => {
+    let h: Harness;
+    before(() => {
+      h = getHarness();
+    });
+    beforeEach(async () => {
+      await resetTables(h.pool);
+    });
+
+    it('migrate reports an up-to-date schema', async () => {
+      const result = await runCli(['migrate']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.trim(), '[migrate] schema is up to date');
+    });
+
+    it("prints the runbook's progress and done lines, and --json as the last line", async () => {
+      const taskQueue = uniqueTaskQueue('cli');
+      const file = generatedFile(`cli-${randomUUID()}`, { valid: 400, dupEvery: 9, failEvery: 33, blankEvery: 40 });
+      await withWorker(taskQueue, async () => {
+        const result = await runCli(
+          ['webhook-backfill', '--file', file.path, '--dry-run', '--progress-every', '50', '--batch-size', '20', '--json'],
+          { GOTONG_TASK_QUEUE: taskQueue },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        const lines = result.stdout.trimEnd().split('\n');
+        const e = file.expected;
+        assert.equal(
+          lines.at(-2),
+          `[webhook-backfill] done processed=${e.processed} created=${e.created} enqueued=${e.enqueued} duplicates=${e.duplicates} failed=${e.failed} dry_run=true`,
+        );
+        const summary = JSON.parse(lines.at(-1)!) as Record<string, unknown>;
+        assert.match(String(summary.workflow_id), /^webhook-backfill\/cli-.*\/dry-run$/);
+        assert.deepEqual({ ...summary, workflow_id: undefined }, { ...e, dry_run: true, workflow_id: undefined });
+
+        const progress = lines.slice(0, -2);
+        assert.ok(progress.length >= 1, 'at least one progress line on a 400-line file');
+        let previous = 0;
+        for (const line of progress) {
+          assert.match(line, /^\[webhook-backfill\] progress processed=\d+ created=\d+ enqueued=\d+ duplicates=\d+ failed=\d+$/);
+          const [, processed, created, enqueued, duplicates, failed] = COUNTERS.exec(line)!.map(Number);
+          assert.equal(processed, created! + duplicates! + failed!, 'processed = created + duplicates + failed');
+          assert.equal(enqueued, created);
+          assert.ok(processed! - previous >= 50, 'progress lines are at least --progress-every apart');
+          previous = processed!;
+        }
+        assert.equal(await outboxCount(h.pool), 0);
+      });
+    });
+
+    it('execute, then failed-lines lists what failed with line numbers', async () => {
+      const taskQueue = uniqueTaskQueue('cli');
+      await withWorker(taskQueue, async () => {
+        const result = await runCli(['webhook-backfill', '--file', edgeCases, '--max-attempts', '3', '--json'], {
+          GOTONG_TASK_QUEUE: taskQueue,
+        });
+        assert.equal(result.code, 0, result.stderr);
+        const lines = result.stdout.trimEnd().split('\n');
+        assert.equal(lines.at(-2), '[webhook-backfill] done processed=31 created=22 enqueued=22 duplicates=2 failed=7 dry_run=false');
+        const { workflow_id } = JSON.parse(lines.at(-1)!) as { workflow_id: string };
+        assert.match(result.stderr, /7 failed lines recorded; list them with: gotong-worker failed-lines/);
+
+        const listed = await runCli(['failed-lines', workflow_id, '--json']);
+        assert.equal(listed.code, 0, listed.stderr);
+        const rows = listed.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+        assert.deepEqual(rows.map((r) => r.line), [24, 25, 26, 27, 28, 29, 30]);
+        const text = await runCli(['failed-lines', workflow_id]);
+        assert.match(text.stdout, /^line 24 \(byte \d+\): invalid JSON/m);
+      });
+      const attempts = await h.pool.query<{ max_attempts: number }>('SELECT DISTINCT max_attempts FROM webhook_outbox');
+      assert.deepEqual(attempts.rows, [{ max_attempts: 3 }]);
+    });
+
+    it('starting the same backfill while it runs attaches to the running run instead of starting another', async () => {
+      const taskQueue = uniqueTaskQueue('cli');
+      const file = generatedFile(`attach-${randomUUID()}`, { valid: 3000, dupEvery: 11 });
+      // No worker yet: the first command's run waits, so the second command certainly finds it running.
+      const first = runCli(['webhook-backfill', '--file', file.path, '--batch-size', '100', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+      await new Promise((r) => setTimeout(r, 3000));
+      const second = runCli(['webhook-backfill', '--file', file.path, '--batch-size', '100', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+      await new Promise((r) => setTimeout(r, 3000));
+      const [a, b] = await withWorker(taskQueue, () => Promise.all([first, second]));
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      assert.match(a.stderr, /no worker is polling task queue/);
+      assert.match(b.stderr, /attached to running webhook-backfill\//);
+      assert.equal(a.stdout.trimEnd().split('\n').at(-1), b.stdout.trimEnd().split('\n').at(-1), 'one run, one summary');
+      const summary = JSON.parse(a.stdout.trimEnd().split('\n').at(-1)!) as { created: number };
+      assert.equal(summary.created, file.expected.created);
+      assert.equal(await outboxCount(h.pool), file.expected.created);
+    });
+  });
+});
