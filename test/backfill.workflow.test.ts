@@ -150,6 +150,21 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
     assert.match(byLine.get(8)!, /at most 256 bytes/);
   });
 
+  it('a line PostgreSQL rejects early in a batch does not shadow a valid copy later in the same batch', async () => {
+    const lines = Array.from({ length: 1498 }, (_, i) => event(`evt_slice_${i}`));
+    lines.splice(9, 0, `{"event_id":"evt_x","event_type":"t","schema_version":"1","request_id":"r","actor":{"user_id":"u"},"n":1e1000000}`);
+    lines.splice(1199, 0, event('evt_x'));
+    const path = join(tmp, `slices-${randomUUID()}.ndjson`);
+    writeFileSync(path, lines.join('\n'));
+    const expected = { processed: 1500, created: 1499, enqueued: 1499, duplicates: 0, failed: 1 };
+    await withWorker(taskQueue, async () => {
+      assert.deepEqual(countersOf(await backfill(path, { dryRun: true, batchSize: 10_000 })), expected);
+      assert.deepEqual(countersOf(await backfill(path, { batchSize: 10_000 })), expected);
+    });
+    const row = await h.pool.query(`SELECT 1 FROM webhook_outbox WHERE event_id = 'evt_x'`);
+    assert.equal(row.rowCount, 1);
+  });
+
   it('continues as new with its counters carried, keeping each run short', async () => {
     const file = generatedFile(`can-${randomUUID()}`, { valid: 1000, dupEvery: 97, failEvery: 101, blankEvery: 50 });
     await withWorker(taskQueue, async () => {

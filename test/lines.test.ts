@@ -2,15 +2,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readLines, type RawLine } from '../src/backfill/lines';
+import { readLineChunks, type RawLine } from '../src/backfill/lines';
 
 async function collect(path: string, startOffset: number, endOffset: number, maxLineBytes = 1024): Promise<RawLine[]> {
   const lines: RawLine[] = [];
-  for await (const line of readLines(path, { startOffset, startLine: 1, endOffset, maxLineBytes })) lines.push(line);
+  for await (const chunk of readLineChunks(path, { startOffset, startLine: 1, endOffset, maxLineBytes })) lines.push(...chunk);
   return lines;
 }
 
-describe('readLines', () => {
+describe('readLineChunks', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gotong-lines-'));
 
   it('yields each physical line with its offsets, including a last line without a newline', async () => {
@@ -34,6 +34,15 @@ describe('readLines', () => {
     const lines = await collect(path, 4, 14);
     assert.deepEqual(lines.map((l) => l.bytes?.toString()), ['two', 'three']);
     assert.equal(lines.at(-1)!.nextOffset, 14);
+  });
+
+  it('keeps lines that span two 1 MiB reads intact', async () => {
+    const path = join(dir, 'd.ndjson');
+    const lines = Array.from({ length: 9000 }, (_, i) => `line-${i}-${'y'.repeat(300)}`);
+    writeFileSync(path, lines.join('\n'));
+    const read = await collect(path, 0, Buffer.byteLength(lines.join('\n')), 1024 * 1024);
+    assert.deepEqual(read.map((l) => l.bytes?.toString()), lines);
+    assert.deepEqual(read.map((l) => l.lineNumber), lines.map((_, i) => i + 1));
   });
 
   it('drops an over-long line without holding it, and keeps reading after it', async () => {

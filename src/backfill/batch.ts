@@ -17,7 +17,7 @@ import {
   rememberDryRunEvents,
   writeLedger,
 } from '../db/queries';
-import { decodeLine, excerptOf, readLines, sanitizeForText } from './lines';
+import { decodeLine, excerptOf, readLineChunks, sanitizeForText } from './lines';
 import { type EventFields, validateLine } from './validate';
 
 /** The file is gone or changed under a running backfill: retrying cannot help. */
@@ -69,9 +69,7 @@ export async function runBackfillBatch(
     );
   }
 
-  const { candidates, failed, processed, linesConsumed, endOffset } = await readBatch(input, hooks);
   hooks.throwIfCancelled();
-
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -81,16 +79,33 @@ export async function runBackfillBatch(
       await client.query('COMMIT');
       return raced;
     }
-    const { created, duplicates } = await writeCandidates(client, input, candidates, failed);
-    await insertFailedLines(client, input.runKey, input.workflowId, failed);
+    const tally: BatchTally = {
+      failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
+      processed: 0,
+      linesConsumed: 0,
+      endOffset: input.startOffset,
+    };
+    let created = 0;
+    let duplicates = 0;
+    // PostgreSQL writes one slice while this process parses the next: the two cores work at once.
+    let writing: Promise<{ created: number; duplicates: number }> | undefined;
+    for await (const slice of parseBatch(input, hooks, tally)) {
+      if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
+      hooks.throwIfCancelled();
+      writing = writeCandidates(client, input, slice, tally.failed);
+      // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
+      writing.catch(() => undefined);
+    }
+    if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
+    await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
     const result: BackfillBatchResult = {
-      processed,
+      processed: tally.processed,
       created,
       enqueued: created,
       duplicates,
-      failed: failed.line_number.length,
-      endOffset,
-      linesConsumed,
+      failed: tally.failed.line_number.length,
+      endOffset: tally.endOffset,
+      linesConsumed: tally.linesConsumed,
     };
     await writeLedger(client, input.runKey, batchKey, result);
     await client.query('COMMIT');
@@ -103,46 +118,74 @@ export async function runBackfillBatch(
   }
 }
 
-async function readBatch(input: BackfillBatchInput, hooks: BatchHooks) {
-  const failed: FailedLineRows = { line_number: [], byte_offset: [], reason: [], excerpt: [] };
-  const candidates: Candidate[] = [];
-  let processed = 0;
-  let linesConsumed = 0;
-  let bytes = 0;
-  let endOffset = input.startOffset;
+function addWritten(a: { created: number; duplicates: number }, b: { created: number; duplicates: number }) {
+  return { created: a.created + b.created, duplicates: a.duplicates + b.duplicates };
+}
+
+/** Lines per write statement: big enough to amortise a round trip, small enough to overlap parsing with writing. */
+const WRITE_SLICE = 1000;
+
+interface BatchTally {
+  failed: FailedLineRows;
+  processed: number;
+  linesConsumed: number;
+  endOffset: number;
+}
+
+/**
+ * Reads and validates the batch's lines, yielding the valid ones in file order, in slices; failures and
+ * counts accumulate in `tally`. Slices are written in order, so a later slice sees an earlier one's rows
+ * as duplicates, just as a later batch does.
+ */
+async function* parseBatch(input: BackfillBatchInput, hooks: BatchHooks, tally: BatchTally): AsyncGenerator<Candidate[]> {
+  const { failed } = tally;
   const addFailure = (lineNumber: number, byteOffset: number, reason: string, raw: Buffer | null) => {
     failed.line_number.push(lineNumber);
     failed.byte_offset.push(byteOffset);
     failed.reason.push(reason);
     failed.excerpt.push(excerptOf(raw));
   };
-
-  for await (const line of readLines(input.path, {
+  let slice: Candidate[] = [];
+  let sliceLines = 0;
+  let bytes = 0;
+  reading: for await (const lines of readLineChunks(input.path, {
     startOffset: input.startOffset,
     startLine: input.startLine,
     endOffset: input.fingerprint.size,
     maxLineBytes: BACKFILL_LIMITS.maxLineBytes,
   })) {
-    linesConsumed += 1;
-    endOffset = line.nextOffset;
-    bytes += line.byteLength;
-    const decoded = decodeLine(line.bytes, BACKFILL_LIMITS.maxLineBytes);
-    if (decoded.kind === 'blank') continue;
-    processed += 1;
-    if (decoded.kind === 'invalid') {
-      addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes);
-    } else {
-      const verdict = validateLine(decoded.text);
-      if (verdict.ok) {
-        candidates.push({ ...verdict.fields, payload: verdict.payload, lineNumber: line.lineNumber, byteOffset: line.byteOffset });
+    for (const line of lines) {
+      tally.linesConsumed += 1;
+      tally.endOffset = line.nextOffset;
+      bytes += line.byteLength;
+      const decoded = decodeLine(line.bytes, BACKFILL_LIMITS.maxLineBytes);
+      if (decoded.kind === 'blank') continue;
+      tally.processed += 1;
+      sliceLines += 1;
+      if (decoded.kind === 'invalid') {
+        addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes);
       } else {
-        addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
+        const verdict = validateLine(decoded.text);
+        if (verdict.ok) {
+          const candidate = verdict.fields as Candidate;
+          candidate.payload = verdict.payload;
+          candidate.lineNumber = line.lineNumber;
+          candidate.byteOffset = line.byteOffset;
+          slice.push(candidate);
+        } else {
+          addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
+        }
+      }
+      if (tally.processed >= input.batchSize || bytes >= BACKFILL_LIMITS.maxBatchBytes) break reading;
+      if (sliceLines >= WRITE_SLICE) {
+        yield slice;
+        slice = [];
+        sliceLines = 0;
       }
     }
-    if (processed % 1000 === 0) hooks.heartbeat({ lines: processed });
-    if (processed >= input.batchSize || bytes >= BACKFILL_LIMITS.maxBatchBytes) break;
+    hooks.heartbeat({ lines: tally.processed });
   }
-  return { candidates, failed, processed, linesConsumed, endOffset };
+  if (slice.length > 0) yield slice;
 }
 
 /** First occurrence in the batch wins; later ones are duplicates (earlier batches are already in the database). */

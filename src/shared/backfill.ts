@@ -96,7 +96,7 @@ export const BACKFILL_LIMITS = {
   maxEventIdBytes: 256,
   /** A batch also stops at this many bytes, so memory stays bounded whatever the lines look like. */
   maxBatchBytes: 32 * 1024 * 1024,
-  defaultBatchSize: 5000,
+  defaultBatchSize: 10000,
   maxBatchSize: 50000,
   defaultBatchesPerRun: 400,
 } as const;

@@ -1,0 +1,148 @@
+/**
+ * Backfill throughput: the webhookBackfill workflow (real Temporal dev server, worker in process)
+ * against a plain script doing batched INSERT ... SELECT FROM unnest on the same file, in the same run.
+ *
+ *   npm run build && npm run bench:backfill -- [--lines 100000] [--batch-size 10000] [--rounds 2] [--baseline-statement 1000]
+ */
+import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
+import { Client as PgClient, type Pool } from 'pg';
+import { createPool } from '../src/db/pool';
+import { migrate } from '../src/db/migrate';
+import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
+import { webhookBackfill } from '../src/workflows/backfill';
+import { createWorker } from '../src/worker';
+
+const { values } = parseArgs({
+  options: {
+    lines: { type: 'string', default: '100000' },
+    'batch-size': { type: 'string', default: '10000' },
+    rounds: { type: 'string', default: '2' },
+    'baseline-statement': { type: 'string', default: '1000' },
+  },
+});
+const LINES = Number(values.lines);
+const BATCH = Number(values['batch-size']);
+const ROUNDS = Number(values.rounds);
+const BASELINE_STATEMENT = Number(values['baseline-statement']);
+const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
+
+function writeInput(): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'gotong-bench-')), 'events.ndjson');
+  const lines: string[] = [];
+  for (let i = 0; i < LINES; i++) {
+    lines.push(
+      JSON.stringify({
+        event_id: `evt_bench_${i}`,
+        event_type: 'contribution_created',
+        schema_version: '1',
+        request_id: `req_bench_${i}`,
+        actor: { user_id: `user_${i % 997}`, username: `name${i}` },
+        subject: { title: `item ${i}`, tags: ['a', 'b'] },
+        occurred_at: '2026-01-01T00:00:00Z',
+      }),
+    );
+  }
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+async function freshDatabase(): Promise<void> {
+  const url = new URL(DATABASE_URL);
+  const name = url.pathname.slice(1);
+  url.pathname = '/postgres';
+  const admin = new PgClient({ connectionString: url.toString() });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+}
+
+/** The baseline: what an operator could write by hand, with no durability, progress or exactly-once accounting. */
+async function plainScript(pool: Pool, path: string): Promise<void> {
+  const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  let cols: string[][] = [[], [], [], [], [], []];
+  const flush = async () => {
+    if (cols[0]!.length === 0) return;
+    await pool.query(
+      `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload,
+                                   status, attempts, max_attempts, next_attempt_at)
+       SELECT e.a, e.b, e.c, e.d, e.e, e.f::jsonb, 'pending', 0, 5, now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS e(a, b, c, d, e, f)
+       ON CONFLICT (event_id) DO NOTHING`,
+      cols,
+    );
+    cols = [[], [], [], [], [], []];
+  };
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    const v = JSON.parse(line) as { event_id: string; event_type: string; schema_version: string; request_id: string; actor: { user_id: string } };
+    cols[0]!.push(v.event_id);
+    cols[1]!.push(v.event_type);
+    cols[2]!.push(v.schema_version);
+    cols[3]!.push(v.request_id);
+    cols[4]!.push(v.actor.user_id);
+    cols[5]!.push(line);
+    if (cols[0]!.length >= BASELINE_STATEMENT) await flush();
+  }
+  await flush();
+}
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const path = writeInput();
+  await freshDatabase();
+  const pool = createPool(DATABASE_URL, 10);
+  await migrate(pool);
+  const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: temporalCli }, ip: '127.0.0.1', extraArgs: FAST_DEV_SERVER_ARGS },
+  });
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } });
+  const taskQueue = 'bench';
+  const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle });
+  const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE');
+  const count = async () => Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_outbox')).rows[0]!.n);
+
+  const baseline: number[] = [];
+  const workflow: number[] = [];
+  await worker.runUntil(async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      await truncate();
+      let t0 = performance.now();
+      await plainScript(pool, path);
+      baseline.push(performance.now() - t0);
+      if ((await count()) !== LINES) throw new Error('baseline did not insert every line');
+
+      await truncate();
+      t0 = performance.now();
+      const id = `webhook-backfill/bench-${Date.now()}`;
+      const summary = await env.client.workflow.execute(webhookBackfill, {
+        taskQueue,
+        workflowId: id,
+        args: [{ runKey: `${id}@1`, path, dryRun: false, maxAttempts: 5, batchSize: BATCH }],
+      });
+      workflow.push(performance.now() - t0);
+      if (summary.created !== LINES || (await count()) !== LINES) throw new Error('workflow did not create every line');
+    }
+  });
+  await env.teardown();
+  await pool.end();
+
+  const best = (xs: number[]) => Math.min(...xs);
+  const rate = (ms: number) => Math.round((LINES / ms) * 1000);
+  console.log(`lines=${LINES} batch_size=${BATCH} baseline_statement=${BASELINE_STATEMENT} rounds=${ROUNDS}`);
+  console.log(`baseline (plain script, unnest INSERT):  best ${best(baseline).toFixed(0)} ms, ${rate(best(baseline))} lines/s (all: ${baseline.map((x) => x.toFixed(0)).join(', ')} ms)`);
+  console.log(`webhookBackfill workflow:              best ${best(workflow).toFixed(0)} ms, ${rate(best(workflow))} lines/s (all: ${workflow.map((x) => x.toFixed(0)).join(', ')} ms)`);
+  console.log(`ratio (workflow rate / baseline rate): ${(best(baseline) / best(workflow)).toFixed(2)}x`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
