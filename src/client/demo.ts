@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { Client as PgClient } from 'pg';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
-import { ensureDatabase, migrate } from '../db/migrate';
+import { migrate } from '../db/migrate';
 import { defaultDevServerDbFile, findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { NativeConnection } from '@temporalio/worker';
 import { installQuietRuntime, temporalTarget } from '../temporal';
@@ -11,6 +12,26 @@ import { runBackfill } from './backfill';
 import { RunError, type Output } from './errors';
 
 export const SAMPLE_FILE = join(__dirname, '..', '..', '..', 'samples', 'events.ndjson');
+
+/** The demo's own database, recreated on every run so the demo always starts from an empty outbox. Never DATABASE_URL. */
+/** Its own task queue too, so a real worker on the same server never picks up the demo's runs. */
+const DEMO_TASK_QUEUE = 'gotong-demo';
+
+export const DEMO_DATABASE_URL = process.env.GOTONG_DEMO_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_demo';
+
+async function recreateDemoDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  target.pathname = '/postgres';
+  const admin = new PgClient({ connectionString: target.toString() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await admin.end();
+  }
+}
 
 /** The runbook's first two steps on embedded defaults, everything started here and stopped afterwards. */
 export async function runDemo(config: AppConfig, opts: { file?: string; keepServer: boolean }, out: Output): Promise<void> {
@@ -29,24 +50,25 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
     out.err(`[demo] using the Temporal server at ${target.address}`);
   }
 
-  const pool = createPool(config.databaseUrl, 20);
   try {
-    try {
-      await ensureDatabase(config.databaseUrl);
-      await migrate(pool);
-    } catch (err) {
-      throw new RunError(`[demo] ${explainDatabaseError(err, config.databaseUrl)}`);
-    }
+    await recreateDemoDatabase(DEMO_DATABASE_URL);
+  } catch (err) {
+    throw new RunError(`[demo] ${explainDatabaseError(err, DEMO_DATABASE_URL)} (the demo uses GOTONG_DEMO_DATABASE_URL)`);
+  }
+  out.err(`[demo] using a fresh demo database, ${DEMO_DATABASE_URL}`);
+  const pool = createPool(DEMO_DATABASE_URL, 20);
+  try {
+    await migrate(pool);
     installQuietRuntime();
     const connection = await NativeConnection.connect(target.connectionOptions);
-    const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool });
+    const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: DEMO_TASK_QUEUE, pool });
     const running = worker.run();
     try {
       const file = opts.file ?? SAMPLE_FILE;
       for (const dryRun of [true, false]) {
         out.log(`$ gotong-worker webhook-backfill --file ${file}${dryRun ? ' --dry-run' : ''} --progress-every 500`);
         await runBackfill(
-          { file, dryRun, progressEvery: 500, maxAttempts: config.defaultMaxAttempts, batchSize: 1000, json: false, taskQueue: config.taskQueue },
+          { file, dryRun, progressEvery: 500, maxAttempts: config.defaultMaxAttempts, batchSize: 1000, json: false, taskQueue: DEMO_TASK_QUEUE },
           out,
         );
       }
