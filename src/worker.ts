@@ -1,12 +1,17 @@
+import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
+import type { DeliveryTarget } from './delivery/dispatch';
+import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
+import type { webhookDispatcher } from './workflows/dispatcher';
 
 export interface WorkerSetup {
   connection: NativeConnection;
   namespace: string;
   taskQueue: string;
   pool: Pool;
+  delivery?: DeliveryTarget;
   /** A prebuilt bundle (tests build one per suite); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -19,8 +24,33 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     ...(setup.workflowBundle
       ? { workflowBundle: setup.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ pool: setup.pool }),
-    // Batch activities are I/O-bound and each holds one database connection.
+    activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
+    // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,
   });
+}
+
+/**
+ * Makes sure `shards` dispatcher runs exist (`webhook-dispatcher/0..shards-1`). Idempotent: a shard
+ * that is already running is left as it is, so every worker can call this at start.
+ */
+export async function ensureDispatchers(
+  client: Client,
+  taskQueue: string,
+  shards: number,
+  options: Partial<DispatcherOptions>,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let shard = 0; shard < shards; shard++) {
+    const workflowId = dispatcherWorkflowId(shard);
+    await client.workflow.start<typeof webhookDispatcher>('webhookDispatcher', {
+      taskQueue,
+      workflowId,
+      args: [{ shard, shards, options }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+    ids.push(workflowId);
+  }
+  return ids;
 }

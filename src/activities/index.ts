@@ -1,4 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { deliverPass, type DeliveryTarget } from '../delivery/dispatch';
+import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import type { Pool } from 'pg';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
 import { forgetDryRunEvents } from '../db/queries';
@@ -6,6 +8,8 @@ import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '.
 
 export interface ActivityDeps {
   pool: Pool;
+  /** Absent on a worker without WEBHOOK_URL: such a worker refuses delivery passes. */
+  delivery?: DeliveryTarget;
 }
 
 /** Errors no retry can fix become non-retryable failures the operator sees in the run's result. */
@@ -18,7 +22,7 @@ async function failFastOn<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createActivities({ pool }: ActivityDeps) {
+export function createActivities({ pool, delivery }: ActivityDeps) {
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return failFastOn(() => fingerprintFile(path));
@@ -34,6 +38,21 @@ export function createActivities({ pool }: ActivityDeps) {
           },
         }),
       );
+    },
+
+    async deliverDue(input: DeliverPassInput): Promise<DeliverPassResult> {
+      if (!delivery) {
+        throw ApplicationFailure.nonRetryable(
+          'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',
+          'DeliveryNotConfigured',
+        );
+      }
+      const ctx = Context.current();
+      return deliverPass(pool, delivery, input, {
+        heartbeat: (details) => ctx.heartbeat(details),
+        cancelled: () => ctx.cancellationSignal.aborted,
+        leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
+      });
     },
 
     async finishBackfill(input: { runKey: string; dryRun: boolean }): Promise<void> {

@@ -15,6 +15,15 @@ function positiveInt(flag: string) {
   };
 }
 
+function nonNegativeInt(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value))) {
+      throw new InvalidArgumentError(`${flag} must be a whole number >= 0.`);
+    }
+    return Number(value);
+  };
+}
+
 function config() {
   try {
     return loadConfig();
@@ -83,8 +92,14 @@ export function buildProgram(out: Output): Command {
     .command('worker')
     .description('Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM.')
     .option('--no-migrate', 'do not apply pending database migrations at start')
-    .action(async (opts: { migrate: boolean }) => {
-      await runWorker(config(), { migrate: opts.migrate }, out);
+    .option(
+      '--dispatchers <n>',
+      'delivery dispatcher shards to keep running (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: none)',
+      nonNegativeInt('--dispatchers'),
+      1,
+    )
+    .action(async (opts: { migrate: boolean; dispatchers: number }) => {
+      await runWorker(config(), { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
     });
 
   program

@@ -5,7 +5,9 @@ import { ensureDatabase, migrate } from '../db/migrate';
 import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
-import { createWorker } from '../worker';
+import { createWorker, ensureDispatchers } from '../worker';
+import { createDeliveryAgent } from '../delivery/dispatch';
+import { Client, Connection } from '@temporalio/client';
 import { RunError, type Output } from './errors';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
@@ -61,7 +63,11 @@ export async function runFailedLines(
   }
 }
 
-export async function runWorker(config: AppConfig, opts: { migrate: boolean }, out: Output): Promise<void> {
+export async function runWorker(
+  config: AppConfig,
+  opts: { migrate: boolean; dispatchers: number },
+  out: Output,
+): Promise<void> {
   const pool = createPool(config.databaseUrl, 20);
   try {
     try {
@@ -83,13 +89,35 @@ export async function runWorker(config: AppConfig, opts: { migrate: boolean }, o
     } catch (err) {
       throw new RunError(`[worker] ${explainTemporalError(err, target.address)}`);
     }
+    const agent = config.webhook ? createDeliveryAgent() : undefined;
     try {
-      const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool });
+      const delivery =
+        config.webhook && agent
+          ? {
+              url: config.webhook.url,
+              secrets: { current: config.webhook.secret, previous: config.webhook.previousSecret },
+              agent,
+            }
+          : undefined;
+      const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool, delivery });
       out.err(`[worker] polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`);
+      const running = worker.run();
+      if (!config.webhook) {
+        out.err('[worker] delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
+      } else if (opts.dispatchers > 0) {
+        const client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
+        try {
+          const ids = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
+          out.err(`[worker] dispatchers running: ${ids.join(', ')}`);
+        } finally {
+          await client.connection.close();
+        }
+      }
       // Runs until SIGINT/SIGTERM, which the Temporal runtime turns into a graceful shutdown.
-      await worker.run();
+      await running;
     } finally {
       await connection.close();
+      await agent?.close();
     }
   } finally {
     await pool.end();

@@ -135,3 +135,156 @@ export async function listFailedLines(
   );
   return result.rows;
 }
+
+// ---- delivery ----
+
+export interface ClaimedEvent {
+  event_id: string;
+  request_id: string;
+  body: string;
+  attempts: number;
+  max_attempts: number;
+  replay_count: number;
+}
+
+/**
+ * Claims up to `limit` due events for one dispatcher pass: expired leases (a crashed worker's) first, then
+ * pending/retrying rows by due time. The attempt is counted here, so a crash mid-request still uses it up.
+ */
+export async function claimDueEvents(
+  pool: Pool,
+  limit: number,
+  leaseOwner: string,
+  leaseSeconds: number,
+): Promise<ClaimedEvent[]> {
+  const result = await pool.query<ClaimedEvent>(
+    `WITH expired AS (
+       SELECT event_id FROM webhook_outbox
+        WHERE status = 'in_flight' AND lease_expires_at <= now()
+        LIMIT $1 FOR UPDATE SKIP LOCKED),
+     ready AS (
+       SELECT event_id FROM webhook_outbox
+        WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+     due AS (SELECT event_id FROM expired UNION ALL SELECT event_id FROM ready LIMIT $1)
+     UPDATE webhook_outbox o
+        SET status = 'in_flight', attempts = o.attempts + 1, lease_owner = $2,
+            lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+       FROM due
+      WHERE o.event_id = due.event_id
+     RETURNING o.event_id, o.request_id, o.payload::text AS body, o.attempts, o.max_attempts, o.replay_count`,
+    [limit, leaseOwner, leaseSeconds],
+  );
+  return result.rows;
+}
+
+export interface DeliveryOutcomeRows {
+  event_id: string[];
+  status: string[];
+  status_code: (number | null)[];
+  error: (string | null)[];
+  next_attempt_at: (Date | null)[];
+  finished_at: Date[];
+}
+
+export interface AttemptRows {
+  event_id: string[];
+  attempt_number: number[];
+  trigger: string[];
+  status_code: (number | null)[];
+  duration_ms: number[];
+  error: (string | null)[];
+  request_body_sha256: string[];
+  response_body_sha256: (string | null)[];
+  response_excerpt: (string | null)[];
+  started_at: Date[];
+  finished_at: Date[];
+}
+
+/**
+ * Writes a pass's outcomes and attempt log in one transaction. An outcome only lands while the lease is
+ * still ours: if it expired and another dispatcher re-claimed the event, that dispatcher owns the row now.
+ */
+export async function recordDeliveries(
+  pool: Pool,
+  leaseOwner: string,
+  outcomes: DeliveryOutcomeRows,
+  attempts: AttemptRows,
+): Promise<number> {
+  if (outcomes.event_id.length === 0) return 0;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const updated = await client.query(
+      `UPDATE webhook_outbox o
+          SET status = r.status::webhook_status, last_status_code = r.status_code, last_error = r.error,
+              last_attempt_at = r.finished_at, next_attempt_at = r.next_attempt_at,
+              delivered_at = CASE WHEN r.status = 'delivered' THEN r.finished_at ELSE o.delivered_at END,
+              lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+              AS r(event_id, status, status_code, error, next_attempt_at, finished_at)
+        WHERE o.event_id = r.event_id AND o.lease_owner = $7`,
+      [outcomes.event_id, outcomes.status, outcomes.status_code, outcomes.error, outcomes.next_attempt_at,
+        outcomes.finished_at, leaseOwner],
+    );
+    await client.query(
+      `INSERT INTO webhook_delivery_attempts
+         (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
+          response_body_sha256, response_excerpt, started_at, finished_at)
+       SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
+                            $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])`,
+      [attempts.event_id, attempts.attempt_number, attempts.trigger, attempts.status_code, attempts.duration_ms,
+        attempts.error, attempts.request_body_sha256, attempts.response_body_sha256, attempts.response_excerpt,
+        attempts.started_at, attempts.finished_at],
+    );
+    await client.query('COMMIT');
+    return updated.rowCount ?? 0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Gives back claimed events that were never sent (pause, cancel), uncounting the attempt claimed for them. */
+export async function releaseClaims(pool: Pool, leaseOwner: string, eventIds: string[]): Promise<number> {
+  if (eventIds.length === 0) return 0;
+  const result = await pool.query(
+    `UPDATE webhook_outbox
+        SET status = CASE WHEN attempts > 1 THEN 'retrying'::webhook_status ELSE 'pending'::webhook_status END,
+            attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+            next_attempt_at = coalesce(next_attempt_at, now()), updated_at = now()
+      WHERE lease_owner = $1 AND event_id = ANY($2::text[])`,
+    [leaseOwner, eventIds],
+  );
+  return result.rowCount ?? 0;
+}
+
+export interface OutboxSnapshot {
+  backlog: number;
+  in_flight: number;
+  oldest_due_ms: number;
+  /** Milliseconds until the next event becomes due (0: something is due now), or null when nothing waits. */
+  next_due_in_ms: number | null;
+}
+
+export async function outboxSnapshot(pool: Pool): Promise<OutboxSnapshot> {
+  const { rows } = await pool.query<{ backlog: string; in_flight: string; oldest_due_ms: string | null; next_due_in_ms: string | null }>(
+    `SELECT
+       (SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS backlog,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight') AS in_flight,
+       (SELECT extract(epoch FROM now() - min(next_attempt_at)) * 1000 FROM webhook_outbox
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS oldest_due_ms,
+       (SELECT greatest(0, extract(epoch FROM least(
+           (SELECT min(next_attempt_at) FROM webhook_outbox WHERE status IN ('pending', 'retrying')),
+           (SELECT min(lease_expires_at) FROM webhook_outbox WHERE status = 'in_flight')) - now()) * 1000)) AS next_due_in_ms`,
+  );
+  const row = rows[0]!;
+  return {
+    backlog: Number(row.backlog),
+    in_flight: Number(row.in_flight),
+    oldest_due_ms: row.oldest_due_ms === null ? 0 : Math.round(Number(row.oldest_due_ms)),
+    next_due_in_ms: row.next_due_in_ms === null ? null : Math.ceil(Number(row.next_due_in_ms)),
+  };
+}

@@ -4,6 +4,7 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -21,6 +22,8 @@ import {
   type BackfillSummary,
   ZERO_COUNTERS,
 } from '../shared/backfill';
+import { dispatcherWorkflowId } from '../shared/delivery';
+import { wakeSignal } from './dispatcher';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
 export const pauseSignal = defineSignal('pause');
@@ -66,6 +69,16 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   }
   phase = 'running';
 
+  // New events are due at once; tell the dispatcher rather than let it find them on its next idle tick.
+  // Once per run (and at the end) keeps history small; a missing dispatcher is not this run's problem.
+  let dispatcherWoken = false;
+  const wakeDispatcher = () => {
+    dispatcherWoken = true;
+    getExternalWorkflowHandle(dispatcherWorkflowId(0))
+      .signal(wakeSignal)
+      .catch(() => undefined);
+  };
+
   let batchesThisRun = 0;
   while (state.offset < state.fingerprint.size) {
     await condition(() => !paused);
@@ -95,10 +108,12 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
+    if (result.created > 0 && !input.dryRun && !dispatcherWoken) wakeDispatcher();
   }
 
   phase = 'finishing';
   await finishBackfill({ runKey: input.runKey, dryRun: input.dryRun });
+  if (!input.dryRun && counters.created > 0) wakeDispatcher();
   phase = 'done';
   return { ...counters, dryRun: input.dryRun, runKey: input.runKey, batches: state.batches };
 }

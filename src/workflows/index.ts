@@ -1,1 +1,2 @@
 export { webhookBackfill } from './backfill';
+export { webhookDispatcher } from './dispatcher';

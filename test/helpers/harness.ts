@@ -7,6 +7,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
 import { createWorker } from '../../src/worker';
+import { createDeliveryAgent } from '../../src/delivery/dispatch';
 
 export interface Harness {
   env: TestWorkflowEnvironment;
@@ -48,7 +49,7 @@ async function freshDatabase(url: string): Promise<void> {
 
 export async function setUpHarness(): Promise<void> {
   // Worker state changes and expected activity failures would drown the test report at INFO.
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  Runtime.install({ logger: new DefaultLogger((process.env.TEST_LOG_LEVEL as 'ERROR' | undefined) ?? 'ERROR') });
   const temporalCli = await findOrBuildTemporalCli({ log: (line) => console.error(`[test setup] ${line}`) });
   const databaseUrl = testDatabaseUrl();
   await freshDatabase(databaseUrl);
@@ -95,17 +96,30 @@ export function uniqueTaskQueue(prefix: string): string {
   return `${prefix}-${process.pid}-${queueCounter}-${Date.now()}`;
 }
 
-/** Runs `fn` while an in-process worker serves `taskQueue`. */
-export async function withWorker<T>(taskQueue: string, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn` while an in-process worker serves `taskQueue` (delivering to `delivery` when given). */
+export async function withWorker<T>(
+  taskQueue: string,
+  fn: () => Promise<T>,
+  delivery?: { url: string; secret: string; previousSecret?: string },
+): Promise<T> {
   const { env, pool, workflowBundle } = getHarness();
+  const agent = delivery ? createDeliveryAgent(64) : undefined;
   const worker = await createWorker({
     connection: env.nativeConnection,
     namespace: env.namespace ?? 'default',
     taskQueue,
     pool,
     workflowBundle,
+    delivery:
+      delivery && agent
+        ? { url: delivery.url, secrets: { current: delivery.secret, previous: delivery.previousSecret }, agent }
+        : undefined,
   });
-  return worker.runUntil(fn);
+  try {
+    return await worker.runUntil(fn);
+  } finally {
+    await agent?.close();
+  }
 }
 
 export interface CliResult {
@@ -140,4 +154,35 @@ export function runCli(args: string[], extraEnv: Record<string, string> = {}, ti
 export async function outboxCount(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_outbox');
   return Number(rows[0]!.n);
+}
+
+/** Inserts `count` due events straight into the outbox, as a backfill would. */
+export async function seedEvents(pool: Pool, prefix: string, count: number, maxAttempts = 5): Promise<string[]> {
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}_${i}`);
+  await pool.query(
+    `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload,
+                                 status, attempts, max_attempts, next_attempt_at)
+     SELECT id, 'contribution_created', '1', 'req_' || id, 'user_1',
+            jsonb_build_object('event_id', id, 'event_type', 'contribution_created', 'schema_version', '1',
+                               'request_id', 'req_' || id, 'actor', jsonb_build_object('user_id', 'user_1')),
+            'pending', 0, $2, now()
+       FROM unnest($1::text[]) AS id`,
+    [ids, maxAttempts],
+  );
+  return ids;
+}
+
+export async function statusCounts(pool: Pool): Promise<Record<string, number>> {
+  const { rows } = await pool.query<{ status: string; n: string }>(
+    'SELECT status, count(*) AS n FROM webhook_outbox GROUP BY status',
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -1,0 +1,212 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { Agent, request } from 'undici';
+import {
+  type AttemptRows,
+  claimDueEvents,
+  type ClaimedEvent,
+  type DeliveryOutcomeRows,
+  outboxSnapshot,
+  recordDeliveries,
+  releaseClaims,
+} from '../db/queries';
+import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
+import { sanitizeForText } from '../backfill/lines';
+import { classifyStatus, retryDelayMs } from './policy';
+import { sha256Hex, signedHeaders, type SigningSecrets } from './signing';
+
+export interface DeliveryTarget {
+  url: string;
+  secrets: SigningSecrets;
+  /** One keep-alive connection pool per worker process, shared by every pass. */
+  agent: Agent;
+}
+
+export interface PassHooks {
+  heartbeat(details: unknown): void;
+  cancelled(): boolean;
+  /** Identifies the claimant; the random part makes a retried activity a different owner than its dead predecessor. */
+  leaseOwnerPrefix: string;
+}
+
+const RESPONSE_EXCERPT_CHARS = 512;
+const RESPONSE_READ_LIMIT = 64 * 1024;
+
+interface AttemptResult {
+  statusCode: number | null;
+  error: string | null;
+  retryAfter: string | undefined;
+  responseSha256: string | null;
+  responseExcerpt: string | null;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+export function createDeliveryAgent(connections = 128): Agent {
+  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
+}
+
+async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
+  const startedAt = new Date();
+  const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt.getTime() / 1000), body);
+  try {
+    const response = await request(target.url, {
+      method: 'POST',
+      headers,
+      body,
+      dispatcher: target.agent,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const chunks: Buffer[] = [];
+    let read = 0;
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      if (read < RESPONSE_READ_LIMIT) chunks.push(chunk.subarray(0, RESPONSE_READ_LIMIT - read));
+      read += chunk.length;
+    }
+    const responseBody = Buffer.concat(chunks);
+    const retryAfter = response.headers['retry-after'];
+    return {
+      statusCode: response.statusCode,
+      error: null,
+      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+      responseSha256: sha256Hex(responseBody),
+      responseExcerpt: sanitizeForText(responseBody.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
+      startedAt,
+      finishedAt: new Date(),
+    };
+  } catch (err) {
+    return {
+      statusCode: null,
+      error: describeNetworkError(err, timeoutMs),
+      retryAfter: undefined,
+      responseSha256: null,
+      responseExcerpt: null,
+      startedAt,
+      finishedAt: new Date(),
+    };
+  }
+}
+
+function describeNetworkError(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
+    return `timeout after ${timeoutMs} ms`;
+  }
+  // Never echo the URL: it may carry a token.
+  return `${e.code ?? e.name ?? 'error'}: ${(e.message ?? String(err)).replace(/https?:\/\/\S+/g, '<receiver>')}`.slice(0, 300);
+}
+
+/**
+ * One dispatcher pass: claim due events, POST them with bounded concurrency and rate, then record every
+ * outcome and attempt in one transaction. Stops launching requests once `autoPauseAfter` deliveries in a
+ * row have failed, or on cancellation, and hands back what it claimed but did not send.
+ */
+export async function deliverPass(
+  pool: Pool,
+  target: DeliveryTarget,
+  input: DeliverPassInput,
+  hooks: PassHooks,
+): Promise<DeliverPassResult> {
+  const { options } = input;
+  const leaseOwner = `${hooks.leaseOwnerPrefix}/${randomUUID()}`;
+  const claimed = await claimDueEvents(pool, options.batchSize, leaseOwner, input.leaseSeconds);
+
+  const outcomes: DeliveryOutcomeRows = { event_id: [], status: [], status_code: [], error: [], next_attempt_at: [], finished_at: [] };
+  const attempts: AttemptRows = {
+    event_id: [], attempt_number: [], trigger: [], status_code: [], duration_ms: [], error: [],
+    request_body_sha256: [], response_body_sha256: [], response_excerpt: [], started_at: [], finished_at: [],
+  };
+  let delivered = 0;
+  let retried = 0;
+  let deadLettered = 0;
+  let streak = 0;
+  let anySuccess = false;
+  let stop = false;
+  let next = 0;
+  const sent = new Set<string>();
+  const passStart = Date.now();
+
+  const worker = async () => {
+    for (;;) {
+      if (stop || hooks.cancelled() || next >= claimed.length) return;
+      const index = next++;
+      if (options.ratePerSecond > 0) {
+        const slot = passStart + (index * 1000) / options.ratePerSecond;
+        const wait = slot - Date.now();
+        if (wait > 0) {
+          hooks.heartbeat({ done: outcomes.event_id.length, of: claimed.length });
+          await new Promise((r) => setTimeout(r, wait));
+        }
+        // Not sent, so not in `sent`: it is released below.
+        if (stop || hooks.cancelled()) return;
+      }
+      const event = claimed[index]!;
+      sent.add(event.event_id);
+      const body = Buffer.from(event.body);
+      const result = await postOnce(target, event, body, options.requestTimeoutMs);
+      const verdict = result.statusCode === null ? 'retryable' : classifyStatus(result.statusCode);
+      let status: string;
+      let nextAttemptAt: Date | null = null;
+      if (verdict === 'delivered') {
+        status = 'delivered';
+        delivered++;
+        streak = 0;
+        anySuccess = true;
+      } else {
+        streak++;
+        if (verdict === 'terminal' || event.attempts >= event.max_attempts) {
+          status = 'dead_letter';
+          deadLettered++;
+        } else {
+          status = 'retrying';
+          retried++;
+          nextAttemptAt = new Date(
+            result.finishedAt.getTime() +
+              retryDelayMs(event.attempts, result.retryAfter, { baseMs: options.backoffBaseMs, capMs: options.backoffCapMs }, Date.now()),
+          );
+        }
+        if (streak >= options.autoPauseAfter) stop = true;
+      }
+      const error = result.error ?? (verdict === 'delivered' ? null : `HTTP ${result.statusCode}`);
+      outcomes.event_id.push(event.event_id);
+      outcomes.status.push(status);
+      outcomes.status_code.push(result.statusCode);
+      outcomes.error.push(error);
+      outcomes.next_attempt_at.push(nextAttemptAt);
+      outcomes.finished_at.push(result.finishedAt);
+      attempts.event_id.push(event.event_id);
+      attempts.attempt_number.push(event.attempts);
+      attempts.trigger.push(event.replay_count > 0 ? 'replay' : 'scheduled');
+      attempts.status_code.push(result.statusCode);
+      attempts.duration_ms.push(result.finishedAt.getTime() - result.startedAt.getTime());
+      attempts.error.push(error);
+      attempts.request_body_sha256.push(sha256Hex(body));
+      attempts.response_body_sha256.push(result.responseSha256);
+      attempts.response_excerpt.push(result.responseExcerpt);
+      attempts.started_at.push(result.startedAt);
+      attempts.finished_at.push(result.finishedAt);
+      hooks.heartbeat({ done: outcomes.event_id.length, of: claimed.length });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, claimed.length)) }, worker));
+
+  await recordDeliveries(pool, leaseOwner, outcomes, attempts);
+  const unsent = claimed.filter((e) => !sent.has(e.event_id)).map((e) => e.event_id);
+  const released = await releaseClaims(pool, leaseOwner, unsent);
+  const snapshot = await outboxSnapshot(pool);
+  return {
+    claimed: claimed.length,
+    delivered,
+    retried,
+    deadLettered,
+    released,
+    trailingFailures: streak,
+    anySuccess,
+    backlog: snapshot.backlog,
+    inFlight: snapshot.in_flight,
+    oldestDueMs: snapshot.oldest_due_ms,
+    nextDueInMs: snapshot.next_due_in_ms,
+  };
+}

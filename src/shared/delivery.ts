@@ -1,0 +1,78 @@
+/** Dispatcher settings, counters and stats: pure data shared by the workflow, its activity and the CLI. */
+
+export interface DispatcherOptions {
+  /** Events claimed per pass (one activity). */
+  batchSize: number;
+  /** Requests in flight at once within a pass. */
+  concurrency: number;
+  /** Deliveries started per second by this dispatcher; 0 means no limit. */
+  ratePerSecond: number;
+  requestTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  /** Consecutive failed deliveries (receiver down) after which the dispatcher pauses itself. */
+  autoPauseAfter: number;
+  autoPauseCooldownMs: number;
+  /** Longest idle sleep, so events made due by someone who does not send `wake` still go out soon. */
+  maxIdleMs: number;
+}
+
+export const DEFAULT_DISPATCHER_OPTIONS: DispatcherOptions = {
+  batchSize: 500,
+  concurrency: 64,
+  ratePerSecond: 0,
+  requestTimeoutMs: 10_000,
+  backoffBaseMs: 1_000,
+  backoffCapMs: 60_000,
+  autoPauseAfter: 50,
+  autoPauseCooldownMs: 60_000,
+  maxIdleMs: 5_000,
+};
+
+export interface DeliverPassInput {
+  options: DispatcherOptions;
+  leaseSeconds: number;
+}
+
+export interface DeliverPassResult {
+  claimed: number;
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+  /** Claimed but not sent (the pass stopped early); handed back with their attempt uncounted. */
+  released: number;
+  /** Failed deliveries at the end of the pass with no success after them. */
+  trailingFailures: number;
+  anySuccess: boolean;
+  backlog: number;
+  inFlight: number;
+  oldestDueMs: number;
+  nextDueInMs: number | null;
+}
+
+export interface DispatcherCounters {
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+  passes: number;
+}
+
+export interface DispatcherStats extends DispatcherCounters {
+  shard: number;
+  paused: boolean;
+  pauseReason: 'operator' | 'receiver-failing' | null;
+  consecutiveFailures: number;
+  inFlight: number;
+  backlog: number;
+  oldestDueAgeMs: number;
+}
+
+export interface DispatcherInput {
+  shard: number;
+  shards: number;
+  options?: Partial<DispatcherOptions>;
+  /** Set only when continuing as new. */
+  carried?: { counters: DispatcherCounters; paused: boolean; pauseReason: DispatcherStats['pauseReason']; consecutiveFailures: number };
+}
+
+export const dispatcherWorkflowId = (shard: number) => `webhook-dispatcher/${shard}`;
