@@ -215,6 +215,10 @@ export async function recordDeliveries(
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // Delivery is at-least-once: if PostgreSQL crashed before flushing this, the leases would expire and
+    // the events be delivered again, which receivers dedupe by event_id. Not waiting for the flush keeps
+    // the commit off the dispatcher's critical path.
+    await client.query('SET LOCAL synchronous_commit = off');
     const updated = await client.query(
       `UPDATE webhook_outbox o
           SET status = r.status::webhook_status, last_status_code = r.status_code, last_error = r.error,

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 
 /**
  * Signs a delivery two ways: the platform's `X-GR-Signature` (hex HMAC-SHA256 of the raw body) and
@@ -12,9 +12,20 @@ export interface SigningSecrets {
   previous?: string;
 }
 
-/** Standard Webhooks secrets are "whsec_<base64>"; any other string is used as raw UTF-8 key bytes. */
-export function secretKey(secret: string): Buffer {
-  return secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+const keyCache = new Map<string, KeyObject>();
+
+/**
+ * Standard Webhooks secrets are "whsec_<base64>"; any other string is used as raw UTF-8 key bytes.
+ * Kept as a KeyObject per secret: importing the key for every request is a visible cost at thousands a second.
+ */
+export function secretKey(secret: string): KeyObject {
+  let key = keyCache.get(secret);
+  if (!key) {
+    const bytes = secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+    key = createSecretKey(bytes);
+    keyCache.set(secret, key);
+  }
+  return key;
 }
 
 export function grSignature(secret: string, body: Buffer): string {

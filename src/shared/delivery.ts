@@ -13,12 +13,14 @@ export interface DispatcherOptions {
   /** Consecutive failed deliveries (receiver down) after which the dispatcher pauses itself. */
   autoPauseAfter: number;
   autoPauseCooldownMs: number;
+  /** Passes in flight at once while a backlog lasts (1 when rate-limited). */
+  parallelPasses: number;
   /** Longest idle sleep, so events made due by someone who does not send `wake` still go out soon. */
   maxIdleMs: number;
 }
 
 export const DEFAULT_DISPATCHER_OPTIONS: DispatcherOptions = {
-  batchSize: 500,
+  batchSize: 1000,
   concurrency: 64,
   ratePerSecond: 0,
   requestTimeoutMs: 10_000,
@@ -27,11 +29,20 @@ export const DEFAULT_DISPATCHER_OPTIONS: DispatcherOptions = {
   autoPauseAfter: 50,
   autoPauseCooldownMs: 60_000,
   maxIdleMs: 5_000,
+  parallelPasses: 3,
 };
 
 export interface DeliverPassInput {
   options: DispatcherOptions;
   leaseSeconds: number;
+  /** Also count the backlog for `stats` (a few index scans; not needed on every pass). */
+  wantSnapshot: boolean;
+}
+
+export interface OutboxCounts {
+  backlog: number;
+  inFlight: number;
+  oldestDueMs: number;
 }
 
 export interface DeliverPassResult {
@@ -44,9 +55,8 @@ export interface DeliverPassResult {
   /** Failed deliveries at the end of the pass with no success after them. */
   trailingFailures: number;
   anySuccess: boolean;
-  backlog: number;
-  inFlight: number;
-  oldestDueMs: number;
+  snapshot: OutboxCounts | null;
+  /** Only known after a pass that found less than a full batch; then 0 means "due now". */
   nextDueInMs: number | null;
 }
 

@@ -11,6 +11,7 @@ import {
 import type { Activities } from '../activities';
 import {
   DEFAULT_DISPATCHER_OPTIONS,
+  type DeliverPassResult,
   type DispatcherCounters,
   type DispatcherInput,
   type DispatcherStats,
@@ -58,7 +59,6 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
   let consecutiveFailures = input.carried?.consecutiveFailures ?? 0;
   let snapshot = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
   let woken = false;
-  let wokenBySignal = false;
 
   setHandler(statsQuery, () => ({
     shard: input.shard,
@@ -72,7 +72,12 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
   }));
   setHandler(wakeSignal, () => {
     woken = true;
-    wokenBySignal = true;
+    if (input.shard === 0) {
+      // Producers wake shard 0 only; it passes the news on.
+      for (let shard = 1; shard < input.shards; shard++) {
+        getExternalWorkflowHandle(dispatcherWorkflowId(shard)).signal(wakeSignal).catch(() => undefined);
+      }
+    }
   });
   setHandler(pauseDeliverySignal, () => {
     paused = true;
@@ -84,14 +89,69 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     consecutiveFailures = 0;
   });
 
-  for (let pass = 0; ; pass++) {
-    if (pass >= PASSES_PER_RUN || workflowInfo().continueAsNewSuggested) {
+  // Several passes in flight overlap one pass's database work with another's HTTP work. A rate limit is
+  // paced within a pass, so a rate-limited dispatcher runs one pass at a time.
+  const maxParallel = options.ratePerSecond > 0 ? 1 : Math.max(1, options.parallelPasses);
+  let running = 0;
+  let target = 1;
+  let passesStarted = 0;
+  let idleForMs: number | null = null;
+  let failure: unknown;
+  let lastSnapshotAt = -Infinity;
+
+  const apply = (result: DeliverPassResult) => {
+    counters = {
+      delivered: counters.delivered + result.delivered,
+      retried: counters.retried + result.retried,
+      deadLettered: counters.deadLettered + result.deadLettered,
+      passes: counters.passes + 1,
+    };
+    if (result.snapshot) snapshot = result.snapshot;
+    consecutiveFailures = result.anySuccess ? result.trailingFailures : consecutiveFailures + result.trailingFailures;
+    if (consecutiveFailures >= options.autoPauseAfter && !paused) {
+      paused = true;
+      pauseReason = 'receiver-failing';
+    }
+    if (result.claimed >= options.batchSize) {
+      target = Math.min(maxParallel, target + 1);
+    } else {
+      target = 1;
+      idleForMs = Math.min(result.nextDueInMs ?? options.maxIdleMs, options.maxIdleMs);
+    }
+  };
+  const launch = () => {
+    running += 1;
+    passesStarted += 1;
+    woken = false;
+    // The snapshot (counts for `stats`) is refreshed at most every 2 s. In workflow code `new Date()` is
+    // the workflow task's time, replayed identically, so this stays deterministic.
+    const now = new Date().getTime();
+    const wantSnapshot = now - lastSnapshotAt >= 2_000;
+    if (wantSnapshot) lastSnapshotAt = now;
+    deliverDue({ options, leaseSeconds, wantSnapshot }).then(
+      (result) => {
+        running -= 1;
+        apply(result);
+      },
+      (err: unknown) => {
+        running -= 1;
+        failure = err;
+      },
+    );
+  };
+  const mustContinueAsNew = () => passesStarted >= PASSES_PER_RUN || workflowInfo().continueAsNewSuggested;
+
+  for (;;) {
+    if (failure !== undefined) throw failure;
+    if (running === 0 && mustContinueAsNew()) {
       return continueAsNew<typeof webhookDispatcher>({
         ...input,
         carried: { counters, paused, pauseReason, consecutiveFailures },
       });
     }
     if (paused) {
+      // Passes already started finish (they are short); no new one starts.
+      await condition(() => running === 0);
       if (pauseReason === 'receiver-failing') {
         // Cool-down: resume by itself unless an operator resumed (or re-paused) first.
         const resumed = await condition(() => !paused || pauseReason !== 'receiver-failing', options.autoPauseCooldownMs);
@@ -103,33 +163,25 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
       } else {
         await condition(() => !paused);
       }
+      idleForMs = null;
       continue;
     }
-
-    if (wokenBySignal && input.shard === 0 && input.shards > 1) {
-      // Producers wake shard 0 only; it passes the news on.
-      for (let shard = 1; shard < input.shards; shard++) {
-        getExternalWorkflowHandle(dispatcherWorkflowId(shard)).signal(wakeSignal).catch(() => undefined);
-      }
-    }
-    woken = false;
-    wokenBySignal = false;
-    const result = await deliverDue({ options, leaseSeconds });
-    counters = {
-      delivered: counters.delivered + result.delivered,
-      retried: counters.retried + result.retried,
-      deadLettered: counters.deadLettered + result.deadLettered,
-      passes: counters.passes + 1,
-    };
-    snapshot = { inFlight: result.inFlight, backlog: result.backlog, oldestDueMs: result.oldestDueMs };
-    consecutiveFailures = result.anySuccess ? result.trailingFailures : consecutiveFailures + result.trailingFailures;
-    if (consecutiveFailures >= options.autoPauseAfter) {
-      paused = true;
-      pauseReason = 'receiver-failing';
+    if (idleForMs !== null && running === 0) {
+      const sleepMs = idleForMs;
+      idleForMs = null;
+      if (sleepMs > 0) await condition(() => woken || paused, sleepMs);
       continue;
     }
-    if (result.claimed >= options.batchSize) continue;
-    const sleepMs = Math.min(result.nextDueInMs ?? options.maxIdleMs, options.maxIdleMs);
-    if (sleepMs > 0) await condition(() => woken || paused, sleepMs);
+    if (idleForMs === null && running < target && !mustContinueAsNew()) {
+      launch();
+      continue;
+    }
+    await condition(
+      () =>
+        failure !== undefined ||
+        paused ||
+        (running === 0 && (idleForMs !== null || mustContinueAsNew())) ||
+        (idleForMs === null && running < target && !mustContinueAsNew()),
+    );
   }
 }

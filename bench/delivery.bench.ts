@@ -1,0 +1,152 @@
+/**
+ * Delivery throughput: the webhookDispatcher draining a backlog (claim, signed POST, record outcome and
+ * attempt) against a plain keep-alive HTTP client posting the same signed payloads, in the same run,
+ * to the same receiver in a separate process on loopback.
+ *
+ *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N]
+ */
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
+import { Client as PgClient } from 'pg';
+import { Agent, request } from 'undici';
+import { createPool } from '../src/db/pool';
+import { migrate } from '../src/db/migrate';
+import { createDeliveryAgent } from '../src/delivery/dispatch';
+import { signedHeaders } from '../src/delivery/signing';
+import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
+import { webhookDispatcher } from '../src/workflows/dispatcher';
+import { createWorker } from '../src/worker';
+
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '50000' },
+    concurrency: { type: 'string', default: '64' },
+    'batch-size': { type: 'string' },
+    parallel: { type: 'string' },
+  },
+});
+const EVENTS = Number(values.events);
+const CONCURRENCY = Number(values.concurrency);
+const TUNING = {
+  ...(values['batch-size'] ? { batchSize: Number(values['batch-size']) } : {}),
+  ...(values.parallel ? { parallelPasses: Number(values.parallel) } : {}),
+};
+const SECRET = 'bench-secret';
+const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
+
+async function freshDatabase(): Promise<void> {
+  const url = new URL(DATABASE_URL);
+  const name = url.pathname.slice(1);
+  url.pathname = '/postgres';
+  const admin = new PgClient({ connectionString: url.toString() });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+}
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const receiver = fork(join(__dirname, 'receiver.js'), { env: { ...process.env, BENCH_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve) => receiver.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  const url = `http://127.0.0.1:${port}/hooks`;
+  const receiverCounts = () =>
+    new Promise<{ received: number; bad: number }>((resolve) => {
+      receiver.once('message', (m) => resolve(m as { received: number; bad: number }));
+      receiver.send('count');
+    });
+
+  await freshDatabase();
+  const pool = createPool(DATABASE_URL, 10);
+  await migrate(pool);
+  const seed = () =>
+    pool.query(
+      `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload, status, attempts, max_attempts, next_attempt_at)
+       SELECT 'evt_' || i, 'contribution_created', '1', 'req_' || i, 'user_' || (i % 997),
+              jsonb_build_object('event_id', 'evt_' || i, 'event_type', 'contribution_created', 'schema_version', '1',
+                                 'request_id', 'req_' || i, 'actor', jsonb_build_object('user_id', 'user_' || (i % 997)),
+                                 'subject', jsonb_build_object('title', 'item ' || i)),
+              'pending', 0, 5, now()
+         FROM generate_series(1, $1::int) AS i`,
+      [EVENTS],
+    );
+
+  // Baseline: the same bodies, signed the same way, posted by a plain client with the same concurrency.
+  await seed();
+  const { rows } = await pool.query<{ event_id: string; request_id: string; body: string }>(
+    'SELECT event_id, request_id, payload::text AS body FROM webhook_outbox',
+  );
+  const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000 });
+  let next = 0;
+  let t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < rows.length) {
+        const row = rows[next++]!;
+        const body = Buffer.from(row.body);
+        const headers = signedHeaders({ current: SECRET }, row.event_id, row.request_id, Math.floor(Date.now() / 1000), body);
+        const response = await request(url, { method: 'POST', headers, body, dispatcher: agent });
+        await response.body.dump();
+      }
+    }),
+  );
+  const plainMs = performance.now() - t0;
+  await agent.close();
+
+  // The dispatcher on the same backlog, reset to due.
+  await pool.query('TRUNCATE webhook_outbox, webhook_delivery_attempts CASCADE');
+  await seed();
+  const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: temporalCli }, ip: '127.0.0.1', extraArgs: FAST_DEV_SERVER_ARGS },
+  });
+  const workflowBundle = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../src/workflows'),
+    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
+  });
+  const deliveryAgent = createDeliveryAgent(128);
+  const worker = await createWorker({
+    connection: env.nativeConnection,
+    namespace: 'default',
+    taskQueue: 'bench',
+    pool,
+    workflowBundle,
+    delivery: { url, secrets: { current: SECRET }, agent: deliveryAgent },
+  });
+  let dispatcherMs = 0;
+  await worker.runUntil(async () => {
+    t0 = performance.now();
+    const handle = await env.client.workflow.start(webhookDispatcher, {
+      taskQueue: 'bench',
+      workflowId: 'webhook-dispatcher/bench',
+      args: [{ shard: 0, shards: 1, options: { concurrency: CONCURRENCY, ...TUNING } }],
+    });
+    for (;;) {
+      const { rows: done } = await pool.query<{ n: string }>(`SELECT count(*) n FROM webhook_outbox WHERE status = 'delivered'`);
+      if (Number(done[0]!.n) >= EVENTS) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    dispatcherMs = performance.now() - t0;
+    await handle.terminate('benchmark over');
+  });
+  const attempts = Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_delivery_attempts')).rows[0]!.n);
+  const counts = await receiverCounts();
+  await deliveryAgent.close();
+  await env.teardown();
+  await pool.end();
+  receiver.kill();
+
+  const rate = (ms: number) => Math.round((EVENTS / ms) * 1000);
+  console.log(`events=${EVENTS} concurrency=${CONCURRENCY} tuning=${JSON.stringify(TUNING)} receiver verified=${counts.received} rejected=${counts.bad} attempt rows=${attempts}`);
+  console.log(`plain keep-alive client:   ${plainMs.toFixed(0)} ms, ${rate(plainMs)} deliveries/s`);
+  console.log(`webhookDispatcher drain:   ${dispatcherMs.toFixed(0)} ms, ${rate(dispatcherMs)} deliveries/s`);
+  console.log(`ratio (dispatcher / plain): ${(plainMs / dispatcherMs).toFixed(2)}x`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
