@@ -3,7 +3,7 @@ import { deliverPass, type DeliveryTarget } from '../delivery/dispatch';
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import type { Pool } from 'pg';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
-import { forgetDryRunEvents } from '../db/queries';
+import { analyzeOutbox, forgetDryRunEvents } from '../db/queries';
 import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
 
 export interface ActivityDeps {
@@ -55,9 +55,12 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
       });
     },
 
-    async finishBackfill(input: { runKey: string; dryRun: boolean }): Promise<void> {
+    async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {
       // The ledger keeps every batch's result, so re-running batches after this cleanup still counts right.
       if (input.dryRun) await forgetDryRunEvents(pool, input.runKey);
+      // Fresh statistics after a bulk load: with stale ones the planner reads every due row to claim a
+      // batch instead of walking the due index (about 40 ms against 2 ms per claim on 50,000 rows).
+      if (!input.dryRun && input.created > 0) await analyzeOutbox(pool);
     },
   };
 }

@@ -108,6 +108,10 @@ export async function forgetDryRunEvents(pool: Pool, runKey: string): Promise<vo
   await pool.query(`DELETE FROM backfill_dry_run_seen WHERE run_key = $1`, [runKey]);
 }
 
+export async function analyzeOutbox(pool: Pool): Promise<void> {
+  await pool.query('ANALYZE webhook_outbox');
+}
+
 export interface FailedLineRow {
   run_key: string;
   workflow_id: string;
@@ -178,40 +182,32 @@ export async function claimDueEvents(
   return result.rows;
 }
 
-export interface DeliveryOutcomeRows {
-  event_id: string[];
-  status: string[];
-  status_code: (number | null)[];
-  error: (string | null)[];
-  next_attempt_at: (Date | null)[];
-  finished_at: Date[];
-}
-
-export interface AttemptRows {
-  event_id: string[];
-  attempt_number: number[];
-  trigger: string[];
-  status_code: (number | null)[];
-  duration_ms: number[];
-  error: (string | null)[];
-  request_body_sha256: string[];
-  response_body_sha256: (string | null)[];
-  response_excerpt: (string | null)[];
-  started_at: Date[];
-  finished_at: Date[];
+/** One HTTP attempt and what it means for its event; row keys match the columns they land in. */
+export interface DeliveryRecord {
+  event_id: string;
+  /** The event's new status. */
+  status: string;
+  status_code: number | null;
+  error: string | null;
+  next_attempt_at: string | null;
+  attempt_number: number;
+  trigger: 'scheduled' | 'replay';
+  duration_ms: number;
+  request_body_sha256: string;
+  response_body_sha256: string | null;
+  response_excerpt: string | null;
+  started_at: string;
+  finished_at: string;
 }
 
 /**
  * Writes a pass's outcomes and attempt log in one transaction. An outcome only lands while the lease is
  * still ours: if it expired and another dispatcher re-claimed the event, that dispatcher owns the row now.
+ * The rows travel as one JSON document: PostgreSQL parses it far faster than the client escapes arrays.
  */
-export async function recordDeliveries(
-  pool: Pool,
-  leaseOwner: string,
-  outcomes: DeliveryOutcomeRows,
-  attempts: AttemptRows,
-): Promise<number> {
-  if (outcomes.event_id.length === 0) return 0;
+export async function recordDeliveries(pool: Pool, leaseOwner: string, records: DeliveryRecord[]): Promise<number> {
+  if (records.length === 0) return 0;
+  const json = JSON.stringify(records);
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -225,21 +221,22 @@ export async function recordDeliveries(
               last_attempt_at = r.finished_at, next_attempt_at = r.next_attempt_at,
               delivered_at = CASE WHEN r.status = 'delivered' THEN r.finished_at ELSE o.delivered_at END,
               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[])
-              AS r(event_id, status, status_code, error, next_attempt_at, finished_at)
-        WHERE o.event_id = r.event_id AND o.lease_owner = $7`,
-      [outcomes.event_id, outcomes.status, outcomes.status_code, outcomes.error, outcomes.next_attempt_at,
-        outcomes.finished_at, leaseOwner],
+         FROM json_to_recordset($1::json)
+              AS r(event_id text, status text, status_code int, error text, next_attempt_at timestamptz, finished_at timestamptz)
+        WHERE o.event_id = r.event_id AND o.lease_owner = $2`,
+      [json, leaseOwner],
     );
     await client.query(
       `INSERT INTO webhook_delivery_attempts
          (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
           response_body_sha256, response_excerpt, started_at, finished_at)
-       SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
-                            $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])`,
-      [attempts.event_id, attempts.attempt_number, attempts.trigger, attempts.status_code, attempts.duration_ms,
-        attempts.error, attempts.request_body_sha256, attempts.response_body_sha256, attempts.response_excerpt,
-        attempts.started_at, attempts.finished_at],
+       SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
+              response_body_sha256, response_excerpt, started_at, finished_at
+         FROM json_to_recordset($1::json)
+              AS r(event_id text, attempt_number int, trigger text, status_code int, duration_ms int, error text,
+                   request_body_sha256 text, response_body_sha256 text, response_excerpt text,
+                   started_at timestamptz, finished_at timestamptz)`,
+      [json],
     );
     await client.query('COMMIT');
     return updated.rowCount ?? 0;

@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { Agent, request } from 'undici';
 import {
-  type AttemptRows,
   claimDueEvents,
   type ClaimedEvent,
-  type DeliveryOutcomeRows,
+  type DeliveryRecord,
   outboxSnapshot,
   recordDeliveries,
   releaseClaims,
@@ -113,11 +112,7 @@ export async function deliverPass(
   const leaseOwner = `${hooks.leaseOwnerPrefix}/${randomUUID()}`;
   const claimed = await claimDueEvents(pool, options.batchSize, leaseOwner, input.leaseSeconds);
 
-  const outcomes: DeliveryOutcomeRows = { event_id: [], status: [], status_code: [], error: [], next_attempt_at: [], finished_at: [] };
-  const attempts: AttemptRows = {
-    event_id: [], attempt_number: [], trigger: [], status_code: [], duration_ms: [], error: [],
-    request_body_sha256: [], response_body_sha256: [], response_excerpt: [], started_at: [], finished_at: [],
-  };
+  const records: DeliveryRecord[] = [];
   let delivered = 0;
   let retried = 0;
   let deadLettered = 0;
@@ -133,7 +128,7 @@ export async function deliverPass(
     const now = Date.now();
     if (now - lastHeartbeat < 1000) return;
     lastHeartbeat = now;
-    hooks.heartbeat({ done: outcomes.event_id.length, of: claimed.length });
+    hooks.heartbeat({ done: records.length, of: claimed.length });
   };
 
   const worker = async () => {
@@ -178,29 +173,27 @@ export async function deliverPass(
         if (streak >= options.autoPauseAfter) stop = true;
       }
       const error = result.error ?? (verdict === 'delivered' ? null : `HTTP ${result.statusCode}`);
-      outcomes.event_id.push(event.event_id);
-      outcomes.status.push(status);
-      outcomes.status_code.push(result.statusCode);
-      outcomes.error.push(error);
-      outcomes.next_attempt_at.push(nextAttemptAt);
-      outcomes.finished_at.push(result.finishedAt);
-      attempts.event_id.push(event.event_id);
-      attempts.attempt_number.push(event.attempts);
-      attempts.trigger.push(event.replay_count > 0 ? 'replay' : 'scheduled');
-      attempts.status_code.push(result.statusCode);
-      attempts.duration_ms.push(result.finishedAt.getTime() - result.startedAt.getTime());
-      attempts.error.push(error);
-      attempts.request_body_sha256.push(sha256Hex(body));
-      attempts.response_body_sha256.push(result.responseSha256);
-      attempts.response_excerpt.push(result.responseExcerpt);
-      attempts.started_at.push(result.startedAt);
-      attempts.finished_at.push(result.finishedAt);
+      records.push({
+        event_id: event.event_id,
+        status,
+        status_code: result.statusCode,
+        error,
+        next_attempt_at: nextAttemptAt?.toISOString() ?? null,
+        attempt_number: event.attempts,
+        trigger: event.replay_count > 0 ? 'replay' : 'scheduled',
+        duration_ms: result.finishedAt.getTime() - result.startedAt.getTime(),
+        request_body_sha256: sha256Hex(body),
+        response_body_sha256: result.responseSha256,
+        response_excerpt: result.responseExcerpt,
+        started_at: result.startedAt.toISOString(),
+        finished_at: result.finishedAt.toISOString(),
+      });
       heartbeat();
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, claimed.length)) }, worker));
 
-  await recordDeliveries(pool, leaseOwner, outcomes, attempts);
+  await recordDeliveries(pool, leaseOwner, records);
   const unsent = claimed.filter((e) => !sent.has(e.event_id)).map((e) => e.event_id);
   const released = await releaseClaims(pool, leaseOwner, unsent);
   const full = claimed.length >= options.batchSize;

@@ -112,7 +112,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   }
 
   phase = 'finishing';
-  await finishBackfill({ runKey: input.runKey, dryRun: input.dryRun });
+  await finishBackfill({ runKey: input.runKey, dryRun: input.dryRun, created: counters.created });
   if (!input.dryRun && counters.created > 0) wakeDispatcher();
   phase = 'done';
   return { ...counters, dryRun: input.dryRun, runKey: input.runKey, batches: state.batches };
