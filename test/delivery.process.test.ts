@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { DispatcherStats } from '../src/shared/delivery';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import { TestReceiver } from './helpers/receiver';
-import { CLI, getHarness, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
+import { CLI, getHarness, runCli, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
 
 const SECRET = 'process-test-secret';
 
@@ -83,5 +83,20 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
       const stats = await h.env.client.workflow.getHandle(dispatcherWorkflowId(shard)).query<DispatcherStats>('stats');
       assert.ok(stats.delivered > 0, `shard ${shard} delivered ${stats.delivered}`);
     }
+
+    // The operator's view of the same shards, through the CLI.
+    const status = await runCli(['delivery', 'status', '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const shards = status.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as DispatcherStats & { workflow_id: string });
+    assert.deepEqual(shards.map((s) => s.workflow_id), ['webhook-dispatcher/0', 'webhook-dispatcher/1']);
+    assert.equal(shards.reduce((sum, s) => sum + s.delivered, 0), 3000);
+    const paused = await runCli(['delivery', 'pause']);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.equal((paused.stdout.match(/paused \(operator\)/g) ?? []).length, 2, paused.stdout);
+    const resumed = await runCli(['delivery', 'resume']);
+    assert.equal((resumed.stdout.match(/ running /g) ?? []).length, 2, resumed.stdout);
+    const bad = await runCli(['delivery', 'stop']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /use status, pause or resume/);
   });
 });

@@ -5,6 +5,7 @@ import { runBackfill } from './backfill';
 import { consoleOutput, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { runDemo } from './demo';
+import { runDeliveryControl } from './delivery';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -100,6 +101,21 @@ export function buildProgram(out: Output): Command {
     )
     .action(async (opts: { migrate: boolean; dispatchers: number }) => {
       await runWorker(config(), { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
+    });
+
+  program
+    .command('delivery')
+    .description(
+      "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI).\n" +
+        'A paused dispatcher finishes the requests it has started and sends no new ones.',
+    )
+    .argument('<action>', 'status, pause or resume')
+    .option('--json', 'one JSON object per shard', false)
+    .action(async (action: string, opts: { json: boolean }) => {
+      if (action !== 'status' && action !== 'pause' && action !== 'resume') {
+        throw new UsageError(`unknown delivery action '${action}'; use status, pause or resume`);
+      }
+      await runDeliveryControl(action, opts, out);
     });
 
   program
