@@ -1,9 +1,11 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { deliverPass, type DeliveryTarget } from '../delivery/dispatch';
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
+import { loadEventIds, runReplayBatch } from '../replay/batch';
+import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
-import { analyzeOutbox, forgetDryRunEvents } from '../db/queries';
+import { analyzeOutbox, forgetDryRunEvents, previewReplay } from '../db/queries';
 import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
 
 export interface ActivityDeps {
@@ -53,6 +55,15 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
         cancelled: () => ctx.cancellationSignal.aborted,
         leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
       });
+    },
+
+    async previewReplay(input: { filter: ReplayFilter; limit: number }): Promise<ReplayPreview> {
+      return previewReplay(pool, input.filter, await loadEventIds(input.filter), input.limit);
+    },
+
+    async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {
+      Context.current().heartbeat();
+      return runReplayBatch(pool, input);
     },
 
     async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {

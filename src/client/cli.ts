@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigError, loadConfig } from '../config';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { runBackfill } from './backfill';
+import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { runDemo } from './demo';
@@ -76,6 +77,30 @@ export function buildProgram(out: Output): Command {
         },
         out,
       );
+    });
+
+  program
+    .command('webhook-replay-dlq')
+    .description(
+      'Replay outbox events (dead letters by default): reset matching rows to pending and due, attempts 0, errors cleared,\n' +
+        'payload untouched, an audit row per event, as a durable run. --dry-run reports what would be reset, by event type\n' +
+        'and last status code, with sample ids, and writes nothing. In-flight rows with a live lease are never touched.',
+    )
+    .option('--status <status>', 'pending, in_flight, delivered, retrying or dead_letter', 'dead_letter')
+    .option('--limit <n>', 'reset at most N rows', positiveInt('--limit'), 500)
+    .option('--dry-run', 'report what would be reset without writing anything', false)
+    .option('--progress-every <n>', 'print a progress line every N processed rows', positiveInt('--progress-every'), 100)
+    .option('--event-type <type>', 'only this event type (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--since <iso>', 'only rows last changed at or after this time')
+    .option('--until <iso>', 'only rows last changed before this time')
+    .option('--status-code <code>', 'only rows whose last delivery got this status code (503) or class (5xx)')
+    .option('--event-ids <file>', 'only these event ids, one a line (workers read the file)')
+    .option('--resend-delivered', 'allow --status delivered: resend events the receiver already accepted', false)
+    .option('--batch-size <n>', 'rows reset per transaction', positiveInt('--batch-size'), 1000)
+    .option('--rate <n>', 'at most N rows reset per second (0: no limit)', nonNegativeInt('--rate'), 0)
+    .option('--json', 'also print the final summary as one JSON object on the last line', false)
+    .action(async (opts: Omit<ReplayCommandOptions, 'taskQueue'>) => {
+      await runReplay({ ...opts, taskQueue: config().taskQueue }, out);
     });
 
   program

@@ -1,4 +1,5 @@
 import type { PoolClient, Pool } from 'pg';
+import type { ReplayFilter, ReplayPreview } from '../shared/replay';
 
 /** Hot-path SQL, one small typed function each. Row types keep the tables' snake_case names. */
 
@@ -288,4 +289,88 @@ export async function outboxSnapshot(pool: Pool): Promise<OutboxSnapshot> {
     oldest_due_ms: row.oldest_due_ms === null ? 0 : Math.round(Number(row.oldest_due_ms)),
     next_due_in_ms: row.next_due_in_ms === null ? null : Math.ceil(Number(row.next_due_in_ms)),
   };
+}
+
+// ---- dead-letter replay ----
+
+
+/** The WHERE clause a replay selects by, appending its parameters to `params`. */
+function replayPredicate(filter: ReplayFilter, eventIds: string[] | null, params: unknown[]): string {
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const where = [`o.status = ${param(filter.status)}::webhook_status`];
+  // An in-flight row with a live lease is being delivered right now: never touch it.
+  if (filter.status === 'in_flight') where.push('o.lease_expires_at <= now()');
+  if (filter.eventTypes.length > 0) where.push(`o.event_type = ANY(${param(filter.eventTypes)}::text[])`);
+  if (filter.since) where.push(`o.updated_at >= ${param(filter.since)}::timestamptz`);
+  if (filter.until) where.push(`o.updated_at < ${param(filter.until)}::timestamptz`);
+  if (filter.statusCode !== undefined) where.push(`o.last_status_code = ${param(filter.statusCode)}::int`);
+  if (filter.statusClass !== undefined) where.push(`o.last_status_code / 100 = ${param(filter.statusClass)}::int`);
+  if (eventIds) where.push(`o.event_id = ANY(${param(eventIds)}::text[])`);
+  return where.join(' AND ');
+}
+
+export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: string[] | null, limit: number): Promise<ReplayPreview> {
+  const params: unknown[] = [];
+  const where = replayPredicate(filter, eventIds, params);
+  params.push(limit);
+  const { rows } = await pool.query<{ matched: string; by_type: Record<string, number>; by_code: Record<string, number>; sample: string[] }>(
+    `WITH m AS (SELECT o.event_id, o.event_type, o.last_status_code FROM webhook_outbox o
+                 WHERE ${where} ORDER BY o.updated_at, o.event_id LIMIT $${params.length})
+     SELECT (SELECT count(*) FROM m) AS matched,
+            (SELECT coalesce(json_object_agg(event_type, n), '{}') FROM
+               (SELECT event_type, count(*) AS n FROM m GROUP BY 1) t) AS by_type,
+            (SELECT coalesce(json_object_agg(code, n), '{}') FROM
+               (SELECT coalesce(last_status_code::text, 'none') AS code, count(*) AS n FROM m GROUP BY 1) t) AS by_code,
+            (SELECT coalesce(json_agg(event_id), '[]') FROM (SELECT event_id FROM m LIMIT 10) t) AS sample`,
+    params,
+  );
+  const row = rows[0]!;
+  return { matched: Number(row.matched), byEventType: row.by_type, byStatusCode: row.by_code, sampleIds: row.sample };
+}
+
+/**
+ * One replay batch inside the caller's transaction: select up to `size` matching rows this run has not
+ * reset yet, then reset those that still match once locked (the rest changed meanwhile and are skipped),
+ * writing an audit row for each. Returns how many were selected and how many reset.
+ */
+export async function replaySelectAndReset(
+  client: PoolClient,
+  runKey: string,
+  filter: ReplayFilter,
+  eventIds: string[] | null,
+  size: number,
+): Promise<{ selected: number; replayed: number }> {
+  const selectParams: unknown[] = [runKey];
+  const selectWhere = replayPredicate(filter, eventIds, selectParams);
+  selectParams.push(size);
+  const selected = await client.query<{ event_id: string }>(
+    `SELECT o.event_id FROM webhook_outbox o
+      WHERE ${selectWhere} AND o.last_replay_run IS DISTINCT FROM $1
+      ORDER BY o.updated_at, o.event_id LIMIT $${selectParams.length}`,
+    selectParams,
+  );
+  const ids = selected.rows.map((r) => r.event_id);
+  if (ids.length === 0) return { selected: 0, replayed: 0 };
+  const resetParams: unknown[] = [runKey, ids];
+  const resetWhere = replayPredicate(filter, null, resetParams);
+  const reset = await client.query(
+    `WITH old AS (
+       SELECT o.event_id, o.status, o.attempts, o.last_status_code, o.last_error FROM webhook_outbox o
+        WHERE o.event_id = ANY($2::text[]) AND ${resetWhere} AND o.last_replay_run IS DISTINCT FROM $1
+        FOR UPDATE),
+     reset AS (
+       UPDATE webhook_outbox w
+          SET status = 'pending', attempts = 0, last_status_code = NULL, last_error = NULL,
+              next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+              replay_count = w.replay_count + 1, last_replayed_at = now(), last_replay_run = $1, updated_at = now()
+         FROM old WHERE w.event_id = old.event_id
+       RETURNING old.event_id, old.status, old.attempts, old.last_status_code, old.last_error)
+     INSERT INTO webhook_replay_audit (run_key, event_id, previous_status, previous_attempts, previous_status_code, previous_error)
+     SELECT $1, event_id, status, attempts, last_status_code, last_error FROM reset`,
+    resetParams,
+  );
+  return { selected: ids.length, replayed: reset.rowCount ?? 0 };
 }

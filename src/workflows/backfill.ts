@@ -4,7 +4,6 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
-  getExternalWorkflowHandle,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -22,8 +21,7 @@ import {
   type BackfillSummary,
   ZERO_COUNTERS,
 } from '../shared/backfill';
-import { dispatcherWorkflowId } from '../shared/delivery';
-import { wakeSignal } from './dispatcher';
+import { wakeDispatcher } from './wake';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
 export const pauseSignal = defineSignal('pause');
@@ -69,15 +67,8 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   }
   phase = 'running';
 
-  // New events are due at once; tell the dispatcher rather than let it find them on its next idle tick.
-  // Once per run (and at the end) keeps history small; a missing dispatcher is not this run's problem.
+  // New events are due at once: wake the dispatcher once per run, and at the end (keeps history small).
   let dispatcherWoken = false;
-  const wakeDispatcher = () => {
-    dispatcherWoken = true;
-    getExternalWorkflowHandle(dispatcherWorkflowId(0))
-      .signal(wakeSignal)
-      .catch(() => undefined);
-  };
 
   let batchesThisRun = 0;
   while (state.offset < state.fingerprint.size) {
@@ -108,7 +99,10 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
-    if (result.created > 0 && !input.dryRun && !dispatcherWoken) wakeDispatcher();
+    if (result.created > 0 && !input.dryRun && !dispatcherWoken) {
+      dispatcherWoken = true;
+      wakeDispatcher();
+    }
   }
 
   phase = 'finishing';

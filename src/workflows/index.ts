@@ -1,2 +1,3 @@
 export { webhookBackfill } from './backfill';
 export { webhookDispatcher } from './dispatcher';
+export { webhookReplayDlq } from './replay';

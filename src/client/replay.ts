@@ -1,0 +1,137 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  OUTBOX_STATUSES,
+  type OutboxStatus,
+  type ReplayCounters,
+  type ReplayFilter,
+  type ReplayInput,
+  type ReplayProgress,
+  type ReplaySummary,
+} from '../shared/replay';
+import { UsageError, type Output } from './errors';
+import { startAndWatch } from './watch';
+
+export interface ReplayCommandOptions {
+  status: string;
+  limit: number;
+  dryRun: boolean;
+  progressEvery: number;
+  json: boolean;
+  eventType: string[];
+  since?: string;
+  until?: string;
+  statusCode?: string;
+  eventIds?: string;
+  resendDelivered: boolean;
+  batchSize: number;
+  rate: number;
+  taskQueue: string;
+}
+
+function isoTimestamp(flag: string, value: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new UsageError(`${flag} ${value}: not a timestamp; use ISO 8601, e.g. 2026-02-17T00:00:00Z`);
+  return new Date(ms).toISOString();
+}
+
+/** Checks every flag before anything starts, turning them into the filter the workflow carries. */
+export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
+  if (!(OUTBOX_STATUSES as readonly string[]).includes(opts.status)) {
+    throw new UsageError(`--status ${opts.status}: use one of ${OUTBOX_STATUSES.join(', ')}`);
+  }
+  const status = opts.status as OutboxStatus;
+  if (status === 'delivered' && !opts.resendDelivered) {
+    throw new UsageError('--status delivered resends events the receiver already accepted; add --resend-delivered to mean it');
+  }
+  const filter: ReplayFilter = { status, eventTypes: opts.eventType.map((t) => t.trim()).filter(Boolean) };
+  if (opts.since) filter.since = isoTimestamp('--since', opts.since);
+  if (opts.until) filter.until = isoTimestamp('--until', opts.until);
+  if (filter.since && filter.until && filter.since >= filter.until) throw new UsageError('--since must be earlier than --until');
+  if (opts.statusCode !== undefined) {
+    const code = opts.statusCode.trim().toLowerCase();
+    if (/^[1-5]xx$/.test(code)) filter.statusClass = Number(code[0]);
+    else if (/^[1-5]\d\d$/.test(code)) filter.statusCode = Number(code);
+    else throw new UsageError(`--status-code ${opts.statusCode}: use a status code such as 503, or a class such as 5xx`);
+  }
+  if (opts.eventIds) {
+    const path = resolve(opts.eventIds);
+    let isFile = false;
+    try {
+      isFile = statSync(path).isFile();
+    } catch {
+      throw new UsageError(`--event-ids ${opts.eventIds}: no such file; pass a file with one event id a line`);
+    }
+    if (!isFile) throw new UsageError(`--event-ids ${opts.eventIds}: not a regular file`);
+    filter.eventIdsPath = path;
+  }
+  return filter;
+}
+
+/** One workflow id per selection and mode: the same replay started twice while it runs attaches. */
+export function replayWorkflowId(filter: ReplayFilter, limit: number, dryRun: boolean): string {
+  const hash = createHash('sha256').update(JSON.stringify({ filter, limit })).digest('hex').slice(0, 10);
+  return `webhook-replay/${filter.status}-${hash}/${dryRun ? 'dry-run' : 'execute'}`;
+}
+
+export function formatReplayCounters(c: ReplayCounters): string {
+  return `processed=${c.processed} replayed=${c.replayed} enqueued=${c.enqueued} skipped=${c.skipped} failed=${c.failed}`;
+}
+
+const pairs = (record: Record<string, number>) =>
+  Object.entries(record)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ') || '(none)';
+
+export async function runReplay(opts: ReplayCommandOptions, out: Output): Promise<void> {
+  const filter = replayFilterFrom(opts);
+  const workflowId = replayWorkflowId(filter, opts.limit, opts.dryRun);
+  const input: ReplayInput = {
+    runKey: `${workflowId}@${randomUUID()}`,
+    filter,
+    limit: opts.limit,
+    dryRun: opts.dryRun,
+    batchSize: opts.batchSize,
+    ratePerSecond: opts.rate,
+  };
+  const summary = await startAndWatch<ReplayProgress, ReplaySummary>(
+    {
+      label: 'webhook-replay-dlq',
+      workflowType: 'webhookReplayDlq',
+      workflowId,
+      args: [input],
+      taskQueue: opts.taskQueue,
+      progressEvery: opts.progressEvery,
+      formatCounters: formatReplayCounters,
+    },
+    out,
+  );
+  if (summary.preview) {
+    out.log(`[webhook-replay-dlq] would replay by event_type: ${pairs(summary.preview.byEventType)}`);
+    out.log(`[webhook-replay-dlq] would replay by last_status_code: ${pairs(summary.preview.byStatusCode)}`);
+    out.log(`[webhook-replay-dlq] sample event_ids: ${summary.preview.sampleIds.join(', ') || '(none)'}`);
+  }
+  out.log(`[webhook-replay-dlq] done ${formatReplayCounters(summary)} dry_run=${summary.dryRun}`);
+  if (opts.json) {
+    out.log(
+      JSON.stringify({
+        workflow_id: workflowId,
+        processed: summary.processed,
+        replayed: summary.replayed,
+        enqueued: summary.enqueued,
+        skipped: summary.skipped,
+        failed: summary.failed,
+        dry_run: summary.dryRun,
+        ...(summary.preview
+          ? {
+              by_event_type: summary.preview.byEventType,
+              by_status_code: summary.preview.byStatusCode,
+              sample_event_ids: summary.preview.sampleIds,
+            }
+          : {}),
+      }),
+    );
+  }
+}

@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Pool } from 'pg';
+import type { ReplayFilter, ReplayInput, ReplayProgress, ReplaySummary } from '../src/shared/replay';
+import { webhookDispatcher } from '../src/workflows/dispatcher';
+import { webhookReplayDlq } from '../src/workflows/replay';
+import { tmp } from './helpers/files';
+import { CLI, getHarness, resetTables, runCli, seedEvents, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+import { TestReceiver } from './helpers/receiver';
+
+interface Seed {
+  prefix: string;
+  count: number;
+  status: string;
+  eventType?: string;
+  code?: number | null;
+  lease?: 'live' | 'expired';
+}
+
+/** Puts rows into the outbox in given states, as earlier deliveries would have left them. */
+async function seedStates(pool: Pool, seeds: Seed[]): Promise<void> {
+  for (const s of seeds) {
+    const ids = await seedEvents(pool, s.prefix, s.count, 5);
+    await pool.query(
+      `UPDATE webhook_outbox
+          SET status = $2::webhook_status, event_type = $3, last_status_code = $4, attempts = 5,
+              last_error = CASE WHEN $4::int IS NULL THEN NULL ELSE 'HTTP ' || $4 END,
+              lease_owner = CASE WHEN $5::text IS NULL THEN NULL ELSE 'someone' END,
+              lease_expires_at = CASE $5::text WHEN 'live' THEN now() + interval '1 hour'
+                                               WHEN 'expired' THEN now() - interval '1 minute' END
+        WHERE event_id = ANY($1)`,
+      [ids, s.status, s.eventType ?? 'contribution_created', s.code ?? null, s.lease ?? null],
+    );
+  }
+}
+
+const MIX: Seed[] = [
+  { prefix: 'dl_a', count: 20, status: 'dead_letter', eventType: 'type_a', code: 500 },
+  { prefix: 'dl_b', count: 10, status: 'dead_letter', eventType: 'type_b', code: 400 },
+  { prefix: 'ok', count: 5, status: 'delivered', code: 200 },
+  { prefix: 'pend', count: 5, status: 'pending' },
+  { prefix: 'retry', count: 4, status: 'retrying', code: 503 },
+  { prefix: 'live', count: 3, status: 'in_flight', lease: 'live' },
+  { prefix: 'expired', count: 2, status: 'in_flight', lease: 'expired' },
+];
+
+async function tableSnapshot(pool: Pool): Promise<Map<string, string>> {
+  const { rows } = await pool.query<{ event_id: string; row: string }>(
+    'SELECT event_id, row_to_json(o)::text AS row FROM webhook_outbox o',
+  );
+  return new Map(rows.map((r) => [r.event_id, r.row]));
+}
+
+const counters = (s: ReplaySummary) => ({ processed: s.processed, replayed: s.replayed, enqueued: s.enqueued, skipped: s.skipped, failed: s.failed });
+
+describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function () {
+  this.timeout(180_000);
+  let h: Harness;
+  let taskQueue: string;
+
+  before(() => {
+    h = getHarness();
+  });
+  beforeEach(async () => {
+    await resetTables(h.pool);
+    await h.pool.query('TRUNCATE webhook_replay_audit');
+    taskQueue = uniqueTaskQueue('replay');
+  });
+
+  function start(filter: Partial<ReplayFilter> = {}, opts: Partial<ReplayInput> = {}) {
+    const workflowId = `webhook-replay/test-${randomUUID()}`;
+    return h.env.client.workflow.start(webhookReplayDlq, {
+      taskQueue,
+      workflowId,
+      args: [
+        {
+          runKey: `${workflowId}@1`,
+          filter: { status: 'dead_letter', eventTypes: [], ...filter },
+          limit: 500,
+          dryRun: false,
+          batchSize: 1000,
+          ratePerSecond: 0,
+          ...opts,
+        },
+      ],
+    });
+  }
+  const replay = async (filter: Partial<ReplayFilter> = {}, opts: Partial<ReplayInput> = {}) => (await start(filter, opts)).result();
+
+  it('dry run counts what execute then resets; untouched rows stay untouched; a second run resets nothing', async () => {
+    await seedStates(h.pool, MIX);
+    const before = await tableSnapshot(h.pool);
+    await withWorker(taskQueue, async () => {
+      const dry = await replay({}, { dryRun: true });
+      assert.deepEqual(counters(dry), { processed: 30, replayed: 30, enqueued: 30, skipped: 0, failed: 0 });
+      assert.deepEqual(dry.preview!.byEventType, { type_a: 20, type_b: 10 });
+      assert.deepEqual(dry.preview!.byStatusCode, { '400': 10, '500': 20 });
+      assert.equal(dry.preview!.sampleIds.length, 10);
+      assert.deepEqual(await tableSnapshot(h.pool), before, 'a dry run writes nothing');
+
+      const exec = await replay();
+      assert.deepEqual(counters(exec), counters(dry));
+      const again = await replay();
+      assert.deepEqual(counters(again), { processed: 0, replayed: 0, enqueued: 0, skipped: 0, failed: 0 });
+    });
+    const after = await tableSnapshot(h.pool);
+    const { rows } = await h.pool.query<{ event_id: string; status: string; attempts: number; last_error: string | null; replay_count: number; next_due: boolean }>(
+      `SELECT event_id, status, attempts, last_error, replay_count, next_attempt_at <= now() AS next_due
+         FROM webhook_outbox WHERE event_id LIKE 'dl_%'`,
+    );
+    assert.equal(rows.length, 30);
+    assert.ok(rows.every((r) => r.status === 'pending' && r.attempts === 0 && r.last_error === null && r.replay_count === 1 && r.next_due));
+    for (const [id, row] of before) {
+      if (!id.startsWith('dl_')) assert.equal(after.get(id), row, `${id} untouched`);
+    }
+    const audit = await h.pool.query<{ previous_status: string; previous_attempts: number; previous_error: string }>(
+      'SELECT previous_status, previous_attempts, previous_error FROM webhook_replay_audit',
+    );
+    assert.equal(audit.rowCount, 30);
+    assert.ok(audit.rows.every((a) => a.previous_status === 'dead_letter' && a.previous_attempts === 5 && /^HTTP (400|500)$/.test(a.previous_error)));
+  });
+
+  it('filters: event type, status-code class, limit, id list, in-flight only with an expired lease', async () => {
+    await seedStates(h.pool, MIX);
+    await withWorker(taskQueue, async () => {
+      assert.equal((await replay({ eventTypes: ['type_b'] }, { dryRun: true })).processed, 10);
+      assert.equal((await replay({ statusClass: 5 }, { dryRun: true })).processed, 20);
+      assert.equal((await replay({ statusCode: 400 }, { dryRun: true })).processed, 10);
+      assert.equal((await replay({ status: 'in_flight' }, { dryRun: true })).processed, 2, 'live leases are never touched');
+      const limited = await replay({}, { limit: 7, batchSize: 3 });
+      assert.deepEqual(counters(limited), { processed: 7, replayed: 7, enqueued: 7, skipped: 0, failed: 0 });
+      const idsFile = join(tmp, `ids-${randomUUID()}.txt`);
+      writeFileSync(idsFile, 'dl_b_1\n\ndl_b_2\r\nnot_there\n');
+      assert.equal((await replay({ eventIdsPath: idsFile })).replayed, 2);
+      const inFlight = await replay({ status: 'in_flight' });
+      assert.equal(inFlight.replayed, 2);
+    });
+    const live = await h.pool.query(`SELECT 1 FROM webhook_outbox WHERE event_id LIKE 'live_%' AND status = 'in_flight'`);
+    assert.equal(live.rowCount, 3);
+  });
+
+  it('a reset of the finished run replays every batch from the ledger: each row reset exactly once', async () => {
+    await seedStates(h.pool, [{ prefix: 'dl', count: 250, status: 'dead_letter', code: 500 }]);
+    await withWorker(taskQueue, async () => {
+      const handle = await start({}, { batchSize: 40 });
+      const original = await handle.result();
+      assert.equal(original.replayed, 250);
+      // The rows are pending now; make them dead letters again so a re-execution *could* reset them twice.
+      await h.pool.query(`UPDATE webhook_outbox SET status = 'dead_letter'`);
+      const history = await handle.fetchHistory();
+      const firstTaskCompleted = history.events!.find((e) => e.workflowTaskCompletedEventAttributes)!;
+      const { runId } = await h.env.client.workflowService.resetWorkflowExecution({
+        namespace: h.env.namespace ?? 'default',
+        workflowExecution: { workflowId: handle.workflowId, runId: handle.firstExecutionRunId },
+        workflowTaskFinishEventId: firstTaskCompleted.eventId,
+        requestId: randomUUID(),
+        reason: 'test: re-execute every batch',
+      });
+      const replayed = await h.env.client.workflow.getHandle(handle.workflowId, runId!).result();
+      assert.deepEqual(counters(replayed), counters(original));
+    });
+    const audit = await h.pool.query('SELECT 1 FROM webhook_replay_audit');
+    assert.equal(audit.rowCount, 250);
+    const counts = await h.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE replay_count = 1`);
+    assert.equal(Number(counts.rows[0]!.n), 250);
+  });
+
+  it('SIGKILL the worker mid-replay of 100,000 rows: every row reset once, the summary a clean run’s', async () => {
+    await seedStates(h.pool, [{ prefix: 'big', count: 100_000, status: 'dead_letter', code: 502 }]);
+    const handle = await start({}, { limit: 100_000, batchSize: 2000 });
+    const worker = (): ChildProcess =>
+      spawn(process.execPath, [CLI, 'worker', '--no-migrate', '--dispatchers', '0'], {
+        env: { ...process.env, TEMPORAL_ADDRESS: h.env.address, DATABASE_URL: h.databaseUrl, GOTONG_TASK_QUEUE: taskQueue },
+        stdio: 'ignore',
+      });
+    const first = worker();
+    await waitFor('replay under way', async () => {
+      const p = await handle.query<ReplayProgress>('progress').catch(() => undefined);
+      return (p?.replayed ?? 0) >= 20_000;
+    }, 60_000, 50);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    const atKill = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_audit');
+    assert.ok(Number(atKill.rows[0]!.n) < 100_000, 'the worker died mid-run');
+    const second = worker();
+    try {
+      const summary = await handle.result();
+      assert.deepEqual(counters(summary), { processed: 100_000, replayed: 100_000, enqueued: 100_000, skipped: 0, failed: 0 });
+    } finally {
+      second.kill('SIGKILL');
+    }
+    const audit = await h.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM webhook_replay_audit');
+    assert.equal(Number(audit.rows[0]!.n), 100_000);
+    assert.equal(Number(audit.rows[0]!.d), 100_000);
+    assert.deepEqual(await statusCounts(h.pool), { pending: 100_000 });
+  });
+
+  it('end to end: a receiver that fails then recovers; dead letters are replayed, delivered, and the count returns', async () => {
+    const secret = 'replay-e2e-secret';
+    let healthy = false;
+    const receiver = await new TestReceiver([secret], () => (healthy ? { status: 200 } : { status: 503 })).start();
+    const baselineDeadLetters = 0;
+    await seedEvents(h.pool, 'e2e', 25, 2);
+    try {
+      await withWorker(
+        taskQueue,
+        async () => {
+          const dispatcher = await h.env.client.workflow.start(webhookDispatcher, {
+            taskQueue,
+            workflowId: `webhook-dispatcher/replay-test-${randomUUID()}`,
+            args: [{ shard: 0, shards: 1, options: { backoffBaseMs: 50, backoffCapMs: 100, maxIdleMs: 200, autoPauseAfter: 1000 } }],
+          });
+          try {
+            await waitFor('dead letters', async () => (await statusCounts(h.pool)).dead_letter === 25);
+            healthy = true;
+            const summary = await replay();
+            assert.equal(summary.replayed, 25);
+            await waitFor('delivered', async () => (await statusCounts(h.pool)).delivered === 25);
+          } finally {
+            await dispatcher.terminate('test over');
+          }
+        },
+        { url: receiver.url, secret },
+      );
+    } finally {
+      await receiver.stop();
+    }
+    assert.equal((await statusCounts(h.pool)).dead_letter ?? 0, baselineDeadLetters);
+    const triggers = await h.pool.query<{ trigger: string; n: string }>(
+      'SELECT trigger, count(*) AS n FROM webhook_delivery_attempts GROUP BY trigger ORDER BY trigger',
+    );
+    assert.deepEqual(triggers.rows.map((r) => [r.trigger, Number(r.n)]), [['replay', 25], ['scheduled', 50]]);
+  });
+
+  describe('CLI', () => {
+    const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
+    const usage: Array<[string[], RegExp]> = [
+      [['--status', 'gone'], /--status gone: use one of pending, in_flight, delivered, retrying, dead_letter/],
+      [['--status', 'delivered'], /add --resend-delivered/],
+      [['--since', 'yesterday'], /--since yesterday: not a timestamp/],
+      [['--since', '2026-02-02', '--until', '2026-02-01'], /--since must be earlier than --until/],
+      [['--status-code', '5x'], /use a status code such as 503, or a class such as 5xx/],
+      [['--event-ids', 'no/such/ids.txt'], /--event-ids no\/such\/ids.txt: no such file/],
+      [['--limit', '0'], /--limit must be a whole number >= 1/],
+    ];
+    for (const [args, message] of usage) {
+      it(`usage error: ${args.join(' ')}`, async () => {
+        const result = await runCli(['webhook-replay-dlq', ...args], NOWHERE);
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(result.stderr, message);
+        assert.equal(result.stdout, '');
+      });
+    }
+
+    it("prints the runbook's lines, the dry-run breakdown, and --json last", async () => {
+      await seedStates(h.pool, MIX);
+      await withWorker(taskQueue, async () => {
+        const dry = await runCli(['webhook-replay-dlq', '--dry-run', '--limit', '1000', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(dry.code, 0, dry.stderr);
+        const lines = dry.stdout.trimEnd().split('\n');
+        assert.ok(lines.includes('[webhook-replay-dlq] would replay by event_type: type_a=20 type_b=10'), dry.stdout);
+        assert.ok(lines.includes('[webhook-replay-dlq] would replay by last_status_code: 400=10 500=20'), dry.stdout);
+        assert.equal(lines.at(-2), '[webhook-replay-dlq] done processed=30 replayed=30 enqueued=30 skipped=0 failed=0 dry_run=true');
+        const exec = await runCli(['webhook-replay-dlq', '--limit', '1000', '--batch-size', '5', '--progress-every', '10', '--json'], {
+          GOTONG_TASK_QUEUE: taskQueue,
+        });
+        assert.equal(exec.code, 0, exec.stderr);
+        const execLines = exec.stdout.trimEnd().split('\n');
+        assert.equal(execLines.at(-2), '[webhook-replay-dlq] done processed=30 replayed=30 enqueued=30 skipped=0 failed=0 dry_run=false');
+        const json = JSON.parse(execLines.at(-1)!) as { workflow_id: string; replayed: number };
+        assert.match(json.workflow_id, /^webhook-replay\/dead_letter-[0-9a-f]{10}\/execute$/);
+        assert.ok(execLines.slice(0, -2).every((l) => /^\[webhook-replay-dlq\] progress processed=\d+ replayed=\d+ enqueued=\d+ skipped=\d+ failed=0$/.test(l)));
+      });
+    });
+  });
+});
