@@ -11,9 +11,9 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { Client as PgClient, type Pool } from 'pg';
+import type { Pool } from 'pg';
 import { createPool } from '../src/db/pool';
-import { migrate } from '../src/db/migrate';
+import { migrate, recreateDatabase } from '../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { createWorker } from '../src/worker';
@@ -52,16 +52,6 @@ function writeInput(): string {
   return path;
 }
 
-async function freshDatabase(): Promise<void> {
-  const url = new URL(DATABASE_URL);
-  const name = url.pathname.slice(1);
-  url.pathname = '/postgres';
-  const admin = new PgClient({ connectionString: url.toString() });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-}
 
 /** The baseline: what an operator could write by hand, with no durability, progress or exactly-once accounting. */
 async function plainScript(pool: Pool, path: string): Promise<void> {
@@ -96,7 +86,7 @@ async function plainScript(pool: Pool, path: string): Promise<void> {
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const path = writeInput();
-  await freshDatabase();
+  await recreateDatabase(DATABASE_URL);
   const pool = createPool(DATABASE_URL, 10);
   await migrate(pool);
   const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });

@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { Client as PgClient } from 'pg';
 import { Agent, request } from 'undici';
 import { createPool } from '../src/db/pool';
-import { migrate } from '../src/db/migrate';
+import { migrate, recreateDatabase } from '../src/db/migrate';
 import { createDeliveryAgent } from '../src/delivery/dispatch';
 import { signedHeaders } from '../src/delivery/signing';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
@@ -39,16 +38,6 @@ const TUNING = {
 const SECRET = 'bench-secret';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
 
-async function freshDatabase(): Promise<void> {
-  const url = new URL(DATABASE_URL);
-  const name = url.pathname.slice(1);
-  url.pathname = '/postgres';
-  const admin = new PgClient({ connectionString: url.toString() });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-}
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -61,7 +50,7 @@ async function main(): Promise<void> {
       receiver.send('count');
     });
 
-  await freshDatabase();
+  await recreateDatabase(DATABASE_URL);
   const pool = createPool(DATABASE_URL, 10);
   await migrate(pool);
   const seed = () =>

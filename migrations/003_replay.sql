@@ -1,4 +1,5 @@
 -- What each replay reset, one row per event and run: the state the event was in before it was made due again.
+-- Only the primary key is indexed: the audit is written at replay speed and read rarely.
 CREATE TABLE webhook_replay_audit (
   run_key               text NOT NULL,
   event_id              text NOT NULL,
@@ -9,4 +10,4 @@ CREATE TABLE webhook_replay_audit (
   replayed_at           timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_key, event_id)
 );
-CREATE INDEX webhook_replay_audit_event_idx ON webhook_replay_audit (event_id);
+

@@ -31,3 +31,4 @@ export function installQuietRuntime(): void {
   type Level = (typeof allowed)[number];
   Runtime.install({ logger: new DefaultLogger(allowed.includes(level as Level) ? (level as Level) : 'WARN') });
 }
+

@@ -12,10 +12,9 @@ import {
   type FailedLineRows,
   insertFailedLines,
   insertOutboxEvents,
-  lockBatch,
+  onceInLedger,
   readLedger,
   rememberDryRunEvents,
-  writeLedger,
 } from '../db/queries';
 import { decodeLine, excerptOf, readLineChunks, sanitizeForText } from './lines';
 import { type EventFields, validateLine } from './validate';
@@ -68,17 +67,9 @@ export async function runBackfillBatch(
         'start a new run on a file that is no longer being written',
     );
   }
-
   hooks.throwIfCancelled();
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await lockBatch(client, input.runKey, batchKey);
-    const raced = await readLedger<BackfillBatchResult>(client, input.runKey, batchKey);
-    if (raced) {
-      await client.query('COMMIT');
-      return raced;
-    }
+
+  return onceInLedger(pool, input.runKey, batchKey, async (client) => {
     const tally: BatchTally = {
       failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
       processed: 0,
@@ -107,15 +98,8 @@ export async function runBackfillBatch(
       endOffset: tally.endOffset,
       linesConsumed: tally.linesConsumed,
     };
-    await writeLedger(client, input.runKey, batchKey, result);
-    await client.query('COMMIT');
     return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 function addWritten(a: { created: number; duplicates: number }, b: { created: number; duplicates: number }) {

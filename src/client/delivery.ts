@@ -1,19 +1,11 @@
-import { Client, Connection } from '@temporalio/client';
 import { type DispatcherStats, dispatcherWorkflowId } from '../shared/delivery';
-import { explainTemporalError, temporalTarget } from '../temporal';
+import { connectClient } from './watch';
 import { RunError, type Output } from './errors';
 
 /** `gotong-worker delivery status|pause|resume`: the dispatcher shards' stats query and pause/resume signals. */
 export async function runDeliveryControl(action: 'status' | 'pause' | 'resume', opts: { json: boolean }, out: Output): Promise<void> {
-  const target = temporalTarget();
-  let connection: Connection;
+  const { client, connection } = await connectClient();
   try {
-    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '5s' });
-  } catch (err) {
-    throw new RunError(explainTemporalError(err, target.address));
-  }
-  try {
-    const client = new Client({ connection, namespace: target.namespace });
     let found = 0;
     // Shards are numbered from 0 without gaps; the first one that is not running ends the list.
     for (let shard = 0; ; shard++) {

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { Client as PgClient } from 'pg';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
-import { migrate } from '../db/migrate';
+import { migrate, recreateDatabase } from '../db/migrate';
 import { defaultDevServerDbFile, findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { NativeConnection } from '@temporalio/worker';
 import { installQuietRuntime, temporalTarget } from '../temporal';
@@ -19,19 +18,6 @@ const DEMO_TASK_QUEUE = 'gotong-demo';
 
 export const DEMO_DATABASE_URL = process.env.GOTONG_DEMO_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_demo';
 
-async function recreateDemoDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.slice(1));
-  target.pathname = '/postgres';
-  const admin = new PgClient({ connectionString: target.toString() });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
-  } finally {
-    await admin.end();
-  }
-}
 
 /** The runbook's first two steps on embedded defaults, everything started here and stopped afterwards. */
 export async function runDemo(config: AppConfig, opts: { file?: string; keepServer: boolean }, out: Output): Promise<void> {
@@ -51,7 +37,7 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
   }
 
   try {
-    await recreateDemoDatabase(DEMO_DATABASE_URL);
+    await recreateDatabase(DEMO_DATABASE_URL);
   } catch (err) {
     throw new RunError(`[demo] ${explainDatabaseError(err, DEMO_DATABASE_URL)} (the demo uses GOTONG_DEMO_DATABASE_URL)`);
   }

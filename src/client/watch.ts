@@ -1,6 +1,18 @@
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { explainTemporalError, temporalTarget } from '../temporal';
+import { explainTemporalError, temporalTarget, type TemporalTarget } from '../temporal';
 import { RunError, type Output } from './errors';
+
+/** A client for operator commands; an unreachable server becomes one line naming the fix (exit 1). */
+export async function connectClient(): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
+  const target = temporalTarget();
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '5s' });
+  } catch (err) {
+    throw new RunError(explainTemporalError(err, target.address));
+  }
+  return { client: new Client({ connection, namespace: target.namespace }), connection, target };
+}
 
 export interface WatchedRun<Progress extends { processed: number }, Summary> {
   /** Prefix of every line, e.g. "webhook-backfill". */
@@ -24,15 +36,8 @@ export async function startAndWatch<Progress extends { processed: number }, Summ
   run: WatchedRun<Progress, Summary>,
   out: Output,
 ): Promise<Summary> {
-  const target = temporalTarget();
-  let connection: Connection;
+  const { client, connection, target } = await connectClient();
   try {
-    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '5s' });
-  } catch (err) {
-    throw new RunError(explainTemporalError(err, target.address));
-  }
-  try {
-    const client = new Client({ connection, namespace: target.namespace });
     const running = await client.workflow
       .getHandle(run.workflowId)
       .describe()

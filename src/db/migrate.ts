@@ -85,3 +85,21 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   }
   return true;
 }
+
+/**
+ * Drops and creates the database named in the URL. Only for databases this tool owns outright:
+ * the test database, the demo's and the benchmarks'; never DATABASE_URL.
+ */
+export async function recreateDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, '')).replace(/"/g, '""');
+  url.pathname = '/postgres';
+  const admin = new Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+}

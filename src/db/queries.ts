@@ -175,8 +175,7 @@ export async function claimDueEvents(
      UPDATE webhook_outbox o
         SET status = 'in_flight', attempts = o.attempts + 1, lease_owner = $2,
             lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-       FROM due
-      WHERE o.event_id = due.event_id
+      WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM due))
      RETURNING o.event_id, o.request_id, o.payload::text AS body, o.attempts, o.max_attempts, o.replay_count`,
     [limit, leaseOwner, leaseSeconds],
   );
@@ -343,34 +342,69 @@ export async function replaySelectAndReset(
   eventIds: string[] | null,
   size: number,
 ): Promise<{ selected: number; replayed: number }> {
-  const selectParams: unknown[] = [runKey];
-  const selectWhere = replayPredicate(filter, eventIds, selectParams);
-  selectParams.push(size);
-  const selected = await client.query<{ event_id: string }>(
-    `SELECT o.event_id FROM webhook_outbox o
-      WHERE ${selectWhere} AND o.last_replay_run IS DISTINCT FROM $1
-      ORDER BY o.updated_at, o.event_id LIMIT $${selectParams.length}`,
-    selectParams,
-  );
-  const ids = selected.rows.map((r) => r.event_id);
-  if (ids.length === 0) return { selected: 0, replayed: 0 };
-  const resetParams: unknown[] = [runKey, ids];
-  const resetWhere = replayPredicate(filter, null, resetParams);
-  const reset = await client.query(
-    `WITH old AS (
+  const params: unknown[] = [runKey];
+  const where = replayPredicate(filter, eventIds, params);
+  params.push(size);
+  // `= ANY(ARRAY(...))` rather than a join: with stale statistics (a table truncated, or grown since its last
+  // ANALYZE) the planner could pick a nested loop that scans the whole table once per candidate.
+  // One statement: `candidates` is the selection; `locked` re-checks each candidate once its row lock is
+  // held (PostgreSQL re-evaluates the condition on the newest row version), so a row that changed since
+  // it was selected is skipped, not reset. Oldest change first: dead letters walk their own index.
+  const { rows } = await client.query<{ selected: string; replayed: string }>(
+    `WITH candidates AS (
+       SELECT o.event_id FROM webhook_outbox o
+        WHERE ${where} AND o.last_replay_run IS DISTINCT FROM $1
+        ORDER BY o.updated_at LIMIT $${params.length}),
+     locked AS (
        SELECT o.event_id, o.status, o.attempts, o.last_status_code, o.last_error FROM webhook_outbox o
-        WHERE o.event_id = ANY($2::text[]) AND ${resetWhere} AND o.last_replay_run IS DISTINCT FROM $1
+        WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM candidates)) AND ${where} AND o.last_replay_run IS DISTINCT FROM $1
         FOR UPDATE),
      reset AS (
        UPDATE webhook_outbox w
           SET status = 'pending', attempts = 0, last_status_code = NULL, last_error = NULL,
               next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
               replay_count = w.replay_count + 1, last_replayed_at = now(), last_replay_run = $1, updated_at = now()
-         FROM old WHERE w.event_id = old.event_id
-       RETURNING old.event_id, old.status, old.attempts, old.last_status_code, old.last_error)
-     INSERT INTO webhook_replay_audit (run_key, event_id, previous_status, previous_attempts, previous_status_code, previous_error)
-     SELECT $1, event_id, status, attempts, last_status_code, last_error FROM reset`,
-    resetParams,
+         FROM locked WHERE w.event_id = locked.event_id
+       RETURNING locked.event_id, locked.status, locked.attempts, locked.last_status_code, locked.last_error),
+     audit AS (
+       INSERT INTO webhook_replay_audit (run_key, event_id, previous_status, previous_attempts, previous_status_code, previous_error)
+       SELECT $1, event_id, status, attempts, last_status_code, last_error FROM reset
+       RETURNING 1)
+     SELECT (SELECT count(*) FROM candidates) AS selected, (SELECT count(*) FROM audit) AS replayed`,
+    params,
   );
-  return { selected: ids.length, replayed: reset.rowCount ?? 0 };
+  return { selected: Number(rows[0]!.selected), replayed: Number(rows[0]!.replayed) };
+}
+
+/**
+ * Runs one batch exactly once: `work` and the ledger row commit in one transaction, under a lock on
+ * (run, batch); a batch already in the ledger returns what it recorded without running again.
+ */
+export async function onceInLedger<T>(
+  pool: Pool,
+  runKey: string,
+  batchKey: string,
+  work: (client: PoolClient) => Promise<T>,
+): Promise<T> {
+  const recorded = await readLedger<T>(pool, runKey, batchKey);
+  if (recorded) return recorded;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, runKey, batchKey);
+    const raced = await readLedger<T>(client, runKey, batchKey);
+    if (raced) {
+      await client.query('COMMIT');
+      return raced;
+    }
+    const result = await work(client);
+    await writeLedger(client, runKey, batchKey, result);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }

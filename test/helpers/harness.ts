@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { Client as PgClient, type Pool } from 'pg';
+import type { Pool } from 'pg';
 import { createPool } from '../../src/db/pool';
-import { migrate } from '../../src/db/migrate';
+import { migrate, recreateDatabase } from '../../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
 import { createWorker } from '../../src/worker';
 import { createDeliveryAgent } from '../../src/delivery/dispatch';
@@ -32,27 +32,14 @@ function testDatabaseUrl(): string {
   return process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/gotong_test`;
 }
 
-/** A database of the tests' own, dropped and created fresh for every test run. */
-async function freshDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = target.pathname.slice(1);
-  target.pathname = '/postgres';
-  const admin = new PgClient({ connectionString: target.toString() });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } finally {
-    await admin.end();
-  }
-}
 
 export async function setUpHarness(): Promise<void> {
   // Worker state changes and expected activity failures would drown the test report at INFO.
   Runtime.install({ logger: new DefaultLogger((process.env.TEST_LOG_LEVEL as 'ERROR' | undefined) ?? 'ERROR') });
   const temporalCli = await findOrBuildTemporalCli({ log: (line) => console.error(`[test setup] ${line}`) });
   const databaseUrl = testDatabaseUrl();
-  await freshDatabase(databaseUrl);
+  // A database of the tests' own, dropped and created fresh for every test run.
+  await recreateDatabase(databaseUrl);
   const pool = createPool(databaseUrl, 20);
   await migrate(pool);
   const [env, workflowBundle] = await Promise.all([
