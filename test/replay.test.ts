@@ -57,7 +57,7 @@ async function tableSnapshot(pool: Pool): Promise<Map<string, string>> {
 const counters = (s: ReplaySummary) => ({ processed: s.processed, replayed: s.replayed, enqueued: s.enqueued, skipped: s.skipped, failed: s.failed });
 
 describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
   let h: Harness;
   let taskQueue: string;
 

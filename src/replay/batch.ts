@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Pool } from 'pg';
-import { onceInLedger, replaySelectAndReset } from '../db/queries';
+import { analyzeOutbox, onceInLedger, replaySelectAndReset } from '../db/queries';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter } from '../shared/replay';
 
 /** The --event-ids file is read by the worker, like a backfill file; blank lines are ignored. */
@@ -16,6 +16,9 @@ export async function loadEventIds(filter: ReplayFilter): Promise<string[] | nul
 /** Resets one batch exactly once: its resets, audit rows and ledger row commit together. */
 export async function runReplayBatch(pool: Pool, input: ReplayBatchInput): Promise<ReplayBatchResult> {
   const eventIds = await loadEventIds(input.filter);
+  // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
+  // outbox; fresh statistics keep every batch's selection on the dead-letter index.
+  if (input.batchNumber === 0) await analyzeOutbox(pool);
   return onceInLedger(pool, input.runKey, `replay:${input.batchNumber}`, (client) =>
     replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size),
   );
