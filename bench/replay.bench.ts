@@ -15,7 +15,7 @@ import { webhookReplayDlq } from '../src/workflows/replay';
 import { createWorker } from '../src/worker';
 
 const { values } = parseArgs({
-  options: { rows: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '2' }, 'batch-size': { type: 'string', default: '10000' } },
+  options: { rows: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '2' }, 'batch-size': { type: 'string', default: '20000' } },
 });
 const ROWS = Number(values.rows);
 const ROUNDS = Number(values.rounds);

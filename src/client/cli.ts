@@ -96,7 +96,7 @@ export function buildProgram(out: Output): Command {
     .option('--status-code <code>', 'only rows whose last delivery got this status code (503) or class (5xx)')
     .option('--event-ids <file>', 'only these event ids, one a line (workers read the file)')
     .option('--resend-delivered', 'allow --status delivered: resend events the receiver already accepted', false)
-    .option('--batch-size <n>', 'rows reset per batch activity (one transaction each)', positiveInt('--batch-size'), 10000)
+    .option('--batch-size <n>', 'rows reset per batch activity (one transaction each)', positiveInt('--batch-size'), 20000)
     .option('--rate <n>', 'at most N rows reset per second (0: no limit)', nonNegativeInt('--rate'), 0)
     .option('--json', 'also print the final summary as one JSON object on the last line', false)
     .action(async (opts: Omit<ReplayCommandOptions, 'taskQueue'>) => {
