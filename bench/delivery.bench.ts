@@ -3,7 +3,7 @@
  * attempt) against a plain keep-alive HTTP client posting the same signed payloads, in the same run,
  * to the same receiver in a separate process on loopback.
  *
- *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N]
+ *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N] [--pass-concurrency N]
  */
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     'batch-size': { type: 'string' },
     parallel: { type: 'string' },
+    'pass-concurrency': { type: 'string' },
   },
 });
 const EVENTS = Number(values.events);
@@ -34,6 +35,7 @@ const ROUNDS = Number(values.rounds);
 const TUNING = {
   ...(values['batch-size'] ? { batchSize: Number(values['batch-size']) } : {}),
   ...(values.parallel ? { parallelPasses: Number(values.parallel) } : {}),
+  ...(values['pass-concurrency'] ? { concurrency: Number(values['pass-concurrency']) } : {}),
 };
 const SECRET = 'bench-secret';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
