@@ -9,12 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
 import type { Pool } from 'pg';
+import { BENCH_DATABASE_URL, benchTemporal } from './common';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
-import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { createWorker } from '../src/worker';
 
@@ -30,7 +28,7 @@ const LINES = Number(values.lines);
 const BATCH = Number(values['batch-size']);
 const ROUNDS = Number(values.rounds);
 const BASELINE_STATEMENT = Number(values['baseline-statement']);
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
+const DATABASE_URL = BENCH_DATABASE_URL;
 
 function writeInput(): string {
   const path = join(mkdtempSync(join(tmpdir(), 'gotong-bench-')), 'events.ndjson');
@@ -84,16 +82,11 @@ async function plainScript(pool: Pool, path: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   const path = writeInput();
   await recreateDatabase(DATABASE_URL);
   const pool = createPool(DATABASE_URL, 10);
   await migrate(pool);
-  const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCli }, ip: '127.0.0.1', extraArgs: FAST_DEV_SERVER_ARGS },
-  });
-  const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } });
+  const { env, workflowBundle } = await benchTemporal();
   const taskQueue = 'bench';
   const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle });
   const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE');

@@ -8,14 +8,12 @@
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
 import { Agent, request } from 'undici';
+import { BENCH_DATABASE_URL, benchTemporal } from './common';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { createDeliveryAgent } from '../src/delivery/dispatch';
 import { signedHeaders } from '../src/delivery/signing';
-import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { createWorker } from '../src/worker';
 
@@ -38,11 +36,10 @@ const TUNING = {
   ...(values['pass-concurrency'] ? { concurrency: Number(values['pass-concurrency']) } : {}),
 };
 const SECRET = 'bench-secret';
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
+const DATABASE_URL = BENCH_DATABASE_URL;
 
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   const receiver = fork(join(__dirname, 'receiver.js'), { env: { ...process.env, BENCH_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => receiver.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   const url = `http://127.0.0.1:${port}/hooks`;
@@ -67,14 +64,7 @@ async function main(): Promise<void> {
       [EVENTS],
     );
 
-  const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCli }, ip: '127.0.0.1', extraArgs: FAST_DEV_SERVER_ARGS },
-  });
-  const workflowBundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../src/workflows'),
-    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
-  });
+  const { env, workflowBundle } = await benchTemporal();
   const deliveryAgent = createDeliveryAgent(128);
   const worker = await createWorker({
     connection: env.nativeConnection,

@@ -6,11 +6,9 @@
  *   npm run build && npm run bench:replay -- [--rows 100000] [--rounds 2]
  */
 import { parseArgs } from 'node:util';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
+import { BENCH_DATABASE_URL, benchTemporal } from './common';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
-import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../src/dev/temporal-cli';
 import { webhookReplayDlq } from '../src/workflows/replay';
 import { createWorker } from '../src/worker';
 
@@ -20,10 +18,9 @@ const { values } = parseArgs({
 const ROWS = Number(values.rows);
 const ROUNDS = Number(values.rounds);
 const BATCH = Number(values['batch-size']);
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gotong_bench';
+const DATABASE_URL = BENCH_DATABASE_URL;
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   await recreateDatabase(DATABASE_URL);
   const pool = createPool(DATABASE_URL, 10);
   await migrate(pool);
@@ -40,14 +37,7 @@ async function main(): Promise<void> {
     await pool.query('ANALYZE webhook_outbox');
   };
 
-  const temporalCli = await findOrBuildTemporalCli({ log: (l) => console.error(l) });
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCli }, ip: '127.0.0.1', extraArgs: FAST_DEV_SERVER_ARGS },
-  });
-  const workflowBundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../src/workflows'),
-    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
-  });
+  const { env, workflowBundle } = await benchTemporal();
   const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue: 'bench', pool, workflowBundle });
 
   const plain: number[] = [];

@@ -21,18 +21,14 @@ import {
   type BackfillSummary,
   ZERO_COUNTERS,
 } from '../shared/backfill';
+import { BATCH_ACTIVITY_OPTIONS } from './options';
 import { wakeDispatcher } from './wake';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
-const { inspectBackfillFile, processBackfillBatch, finishBackfill } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  // A batch heartbeats while it reads; a worker that dies is noticed within this, not after 10 minutes.
-  heartbeatTimeout: '15 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
+const { inspectBackfillFile, processBackfillBatch, finishBackfill } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Reads an NDJSON file into the outbox batch by batch. Counters live here and come back in the

@@ -17,17 +17,14 @@ import {
   type ReplaySummary,
   ZERO_REPLAY,
 } from '../shared/replay';
+import { BATCH_ACTIVITY_OPTIONS } from './options';
 import { wakeDispatcher } from './wake';
 
 export const replayProgressQuery = defineQuery<ReplayProgress>('progress');
 export const replayPauseSignal = defineSignal('pause');
 export const replayResumeSignal = defineSignal('resume');
 
-const { previewReplay, replayBatch } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '15 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
+const { previewReplay, replayBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Resets matching outbox rows (dead letters by default) to pending and due, in batches, each batch
