@@ -8,6 +8,7 @@ import {
   type BackfillProgress,
   type BackfillSummary,
 } from '../shared/backfill';
+import { describeDatabaseUrl } from '../config';
 import { UsageError, type Output } from './errors';
 import { startAndWatch } from './watch';
 
@@ -21,6 +22,8 @@ export interface BackfillCommandOptions {
   taskQueue: string;
   /** Poll interval for the progress query. */
   pollMs?: number;
+  /** Set when the run writes to a database other than DATABASE_URL (the demo's), so the failed-lines hint works. */
+  databaseUrl?: string;
 }
 
 /** One workflow id per file and mode: starting the same backfill again while it runs attaches to it. */
@@ -74,7 +77,8 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
   );
   out.log(`[webhook-backfill] done ${formatCounters(summary)} dry_run=${summary.dryRun}`);
   if (summary.failed > 0) {
-    out.err(`[webhook-backfill] ${summary.failed} failed lines recorded; list them with: gotong-worker failed-lines '${workflowId}'`);
+    const env = opts.databaseUrl ? `DATABASE_URL=${describeDatabaseUrl(opts.databaseUrl)} ` : '';
+    out.err(`[webhook-backfill] ${summary.failed} failed lines recorded; list them with: ${env}gotong-worker failed-lines '${workflowId}'`);
   }
   if (opts.json) {
     out.log(

@@ -54,7 +54,7 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
       for (const dryRun of [true, false]) {
         out.log(`$ gotong-worker webhook-backfill --file ${file}${dryRun ? ' --dry-run' : ''} --progress-every 500`);
         await runBackfill(
-          { file, dryRun, progressEvery: 500, maxAttempts: config.defaultMaxAttempts, batchSize: 1000, json: false, taskQueue: DEMO_TASK_QUEUE },
+          { file, dryRun, progressEvery: 500, maxAttempts: config.defaultMaxAttempts, batchSize: 1000, json: false, taskQueue: DEMO_TASK_QUEUE, databaseUrl: DEMO_DATABASE_URL },
           out,
         );
       }
