@@ -176,21 +176,24 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
         env: { ...process.env, TEMPORAL_ADDRESS: h.env.address, DATABASE_URL: h.databaseUrl, GOTONG_TASK_QUEUE: taskQueue },
         stdio: 'ignore',
       });
-    const first = worker();
-    await waitFor('replay under way', async () => {
-      const p = await handle.query<ReplayProgress>('progress').catch(() => undefined);
-      return (p?.replayed ?? 0) >= 20_000;
-    }, 60_000, 50);
-    first.kill('SIGKILL');
-    await new Promise((r) => first.once('exit', r));
-    const atKill = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_audit');
-    assert.ok(Number(atKill.rows[0]!.n) < 100_000, 'the worker died mid-run');
-    const second = worker();
+    // Every worker process dies with the test, whatever fails, so none outlives the suite.
+    const workers: ChildProcess[] = [];
     try {
+      const first = worker();
+      workers.push(first);
+      await waitFor('replay under way', async () => {
+        const p = await handle.query<ReplayProgress>('progress').catch(() => undefined);
+        return (p?.replayed ?? 0) >= 20_000;
+      }, 60_000, 50);
+      first.kill('SIGKILL');
+      await new Promise((r) => first.once('exit', r));
+      const atKill = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_audit');
+      assert.ok(Number(atKill.rows[0]!.n) < 100_000, 'the worker died mid-run');
+      workers.push(worker());
       const summary = await handle.result();
       assert.deepEqual(counters(summary), { processed: 100_000, replayed: 100_000, enqueued: 100_000, skipped: 0, failed: 0 });
     } finally {
-      second.kill('SIGKILL');
+      for (const child of workers) child.kill('SIGKILL');
     }
     const audit = await h.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM webhook_replay_audit');
     assert.equal(Number(audit.rows[0]!.n), 100_000);
