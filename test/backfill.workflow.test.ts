@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../src/activities';
@@ -10,7 +10,7 @@ import type { BackfillBatchInput, BackfillBatchResult, BackfillInput, FileFinger
 import { BACKFILL_LIMITS } from '../src/shared/backfill';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { countersOf, event, generatedFile, tmp } from './helpers/files';
-import { FIXTURES, getHarness, outboxCount, resetTables, uniqueTaskQueue, withWorker, type Harness } from './helpers/harness';
+import { FIXTURES, getHarness, outboxCount, resetTables, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
 
 const corpus = (name: string) => join(FIXTURES, 'corpus', name);
 const expectedOf = (name: string) =>
@@ -39,6 +39,16 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
       workflowId,
       args: [{ runKey: `${workflowId}@1`, path, dryRun: false, maxAttempts: 5, batchSize: 5000, ...opts }],
     });
+  }
+  /** Sends `pause` and waits until the run reports itself paused (between batches). */
+  async function pauseAndWait(handle: WorkflowHandle<typeof webhookBackfill>): Promise<BackfillProgress> {
+    await handle.signal('pause');
+    let progress: BackfillProgress | undefined;
+    await waitFor('the run to pause', async () => {
+      progress = await handle.query<BackfillProgress>('progress');
+      return progress.phase === 'paused';
+    });
+    return progress!;
   }
   async function backfill(path: string, opts: Partial<BackfillInput> = {}): Promise<BackfillSummary> {
     return (await start(path, opts)).result();
@@ -200,14 +210,9 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
     const file = generatedFile(`pause-${randomUUID()}`, { valid: 300, dupEvery: 10 });
     await withWorker(taskQueue, async () => {
       const handle = await start(file.path, { batchSize: 10 });
-      await handle.signal('pause');
-      let progress: BackfillProgress;
-      do {
-        progress = await handle.query<BackfillProgress>('progress');
-      } while (progress.phase !== 'paused');
-      const held = progress.processed;
+      const held = (await pauseAndWait(handle)).processed;
       await new Promise((r) => setTimeout(r, 1500));
-      progress = await handle.query<BackfillProgress>('progress');
+      const progress = await handle.query<BackfillProgress>('progress');
       assert.equal(progress.processed, held, 'no batch ran while paused');
       assert.ok(held < file.expected.processed);
       await handle.signal('resume');
@@ -296,11 +301,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
     const file = generatedFile(`changed-${randomUUID()}`, { valid: 200 });
     await withWorker(taskQueue, async () => {
       const handle = await start(file.path, { batchSize: 10 });
-      await handle.signal('pause');
-      let progress: BackfillProgress;
-      do {
-        progress = await handle.query<BackfillProgress>('progress');
-      } while (progress.phase !== 'paused');
+      await pauseAndWait(handle);
       writeFileSync(file.path, event('evt_other'));
       await handle.signal('resume');
       await assert.rejects(handle.result(), (err: unknown) => {

@@ -66,7 +66,6 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
   });
   beforeEach(async () => {
     await resetTables(h.pool);
-    await h.pool.query('TRUNCATE webhook_replay_audit');
     taskQueue = uniqueTaskQueue('replay');
   });
 
