@@ -5,7 +5,8 @@ import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
-import { analyzeOutbox, forgetDryRunEvents, previewReplay } from '../db/queries';
+import { analyzeOutbox, forgetDryRunEvents, outboxMetrics, previewReplay } from '../db/queries';
+import type { OutboxMetrics } from '../shared/runbook';
 import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
 
 export interface ActivityDeps {
@@ -72,6 +73,19 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
       // Fresh statistics after a bulk load: with stale ones the planner reads every due row to claim a
       // batch instead of walking the due index (about 40 ms against 2 ms per claim on 50,000 rows).
       if (!input.dryRun && input.created > 0) await analyzeOutbox(pool);
+    },
+
+    async outboxMetrics(input: { sourceRun?: string; replayRun?: string }): Promise<OutboxMetrics> {
+      const run = input.sourceRun
+        ? ({ column: 'source_run', key: input.sourceRun } as const)
+        : input.replayRun
+          ? ({ column: 'last_replay_run', key: input.replayRun } as const)
+          : null;
+      const row = await outboxMetrics(pool, run);
+      return {
+        deadLetters: Number(row.dead_letters),
+        run: run ? { waiting: Number(row.waiting), deadLettered: Number(row.dead_lettered) } : null,
+      };
     },
   };
 }

@@ -7,6 +7,8 @@ import { consoleOutput, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { runDemo } from './demo';
 import { runDeliveryControl } from './delivery';
+import { runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
+import { RUNBOOK_DEFAULTS } from '../shared/runbook';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -102,6 +104,49 @@ export function buildProgram(out: Output): Command {
     .action(async (opts: Omit<ReplayCommandOptions, 'taskQueue'>) => {
       await runReplay({ ...opts, taskQueue: config().taskQueue }, out);
     });
+
+  program
+    .command('webhook-runbook')
+    .description(
+      'Run the six-step recovery sequence as one durable run (webhook-runbook/...) with the other runs as children:\n' +
+        '1 backfill dry-run -> gate (failed lines at most --max-failed-ratio; with --approval manual, an approve signal),\n' +
+        '2 backfill execute, 3 verify (wait until its events are delivered and enough succeeded), 4 replay dry-run -> gate,\n' +
+        '5 replay execute, 6 confirm (wait until the dead letters are back to the baseline). Prints a line per step;\n' +
+        'exit code 1 when a gate or a wait stops the run, with the figures.',
+    )
+    .requiredOption('--file <path>', 'NDJSON file to backfill (workers read it: use storage they can all see)')
+    .option('--replay-limit <n>', 'replay at most N dead letters in step 5', positiveInt('--replay-limit'), RUNBOOK_DEFAULTS.replayLimit)
+    .option('--approval <mode>', 'auto: gates pass on their checks; manual: each gate also waits for an approve signal', 'auto')
+    .option('--max-failed-ratio <r>', 'gate after step 1: most failed lines allowed, as a share (0.01 or 1%)', String(RUNBOOK_DEFAULTS.maxFailedRatio))
+    .option('--baseline <n>', 'dead letters to return to in step 6 (default: the count before step 1)', nonNegativeInt('--baseline'))
+    .option('--verify-timeout <d>', 'step 3 fails after this long (90s, 30m, 2h)', '30m')
+    .option('--verify-max-backlog <n>', "step 3: at most N of step 2's events still waiting for delivery", nonNegativeInt('--verify-max-backlog'), 0)
+    .option('--min-success-rate <r>', "step 3: at least this share of step 2's finished deliveries succeeded", String(RUNBOOK_DEFAULTS.verifyMinSuccessRate))
+    .option('--confirm-timeout <d>', 'step 6 fails after this long (90s, 30m, 2h)', '30m')
+    .option('--poll-interval <d>', 'how often steps 3 and 6 look at the outbox', '5s')
+    .option('--progress-every <n>', "print the running child's progress every N processed items", positiveInt('--progress-every'), 1000)
+    .option('--max-attempts <n>', 'delivery attempts for each new event (default: WEBHOOK_MAX_ATTEMPTS, else 5)', positiveInt('--max-attempts'))
+    .option('--batch-size <n>', `backfill lines per batch activity (at most ${BACKFILL_LIMITS.maxBatchSize})`, positiveInt('--batch-size'), BACKFILL_LIMITS.defaultBatchSize)
+    .option('--json', 'also print the final report as one JSON object on the last line', false)
+    .action(async (opts: Omit<RunbookCommandOptions, 'taskQueue' | 'maxAttempts'> & { maxAttempts?: number }) => {
+      const cfg = config();
+      await runRunbook({ ...opts, maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts, taskQueue: cfg.taskQueue }, out);
+    });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    program
+      .command(decision)
+      .description(
+        decision === 'approve'
+          ? 'Let a webhook-runbook run that waits at a gate (--approval manual) go on to its next step.'
+          : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.',
+      )
+      .argument('<workflow-id>', 'the runbook\'s workflow id, as webhook-runbook printed it')
+      .option('--reason <text>', 'recorded in the run with the decision')
+      .action(async (workflowId: string, opts: { reason?: string }) => {
+        await runGateDecision(decision, workflowId, opts, out);
+      });
+  }
 
   program
     .command('failed-lines')

@@ -88,7 +88,7 @@ export async function startAndWatch<Progress extends { processed: number }, Summ
   }
 }
 
-async function warnIfNoWorker(client: Client, namespace: string, taskQueue: string, label: string, out: Output): Promise<void> {
+export async function warnIfNoWorker(client: Client, namespace: string, taskQueue: string, label: string, out: Output): Promise<void> {
   try {
     const response = await client.workflowService.describeTaskQueue({
       namespace,

@@ -408,3 +408,30 @@ export async function onceInLedger<T>(
     client.release();
   }
 }
+
+// ---- recovery runbook ----
+
+export interface OutboxMetricsRow {
+  dead_letters: string;
+  waiting: string | null;
+  dead_lettered: string | null;
+}
+
+/**
+ * All dead letters, and where one run's events stand: those a backfill created (`source_run`) or a replay
+ * reset (`last_replay_run`). Each count has the status predicate of a partial index, so it reads only the
+ * rows waiting for delivery or dead-lettered, however large the delivered history is.
+ */
+export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'last_replay_run'; key: string } | null): Promise<OutboxMetricsRow> {
+  const of = run ? `AND ${run.column} = $1` : '';
+  const perRun = run
+    ? `(SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') ${of})
+         + (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight' ${of}) AS waiting,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter' ${of}) AS dead_lettered`
+    : 'NULL AS waiting, NULL AS dead_lettered';
+  const { rows } = await pool.query<OutboxMetricsRow>(
+    `SELECT (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter') AS dead_letters, ${perRun}`,
+    run ? [run.key] : [],
+  );
+  return rows[0]!;
+}

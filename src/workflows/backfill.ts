@@ -22,6 +22,7 @@ import {
   ZERO_COUNTERS,
 } from '../shared/backfill';
 import { BATCH_ACTIVITY_OPTIONS } from './options';
+import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
@@ -95,6 +96,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
+    reportProgressToParent('backfill', counters);
     if (result.created > 0 && !input.dryRun && !dispatcherWoken) {
       dispatcherWoken = true;
       wakeDispatcher();

@@ -1,3 +1,4 @@
 export { webhookBackfill } from './backfill';
 export { webhookDispatcher } from './dispatcher';
 export { webhookReplayDlq } from './replay';
+export { webhookRecoveryRunbook } from './runbook';
