@@ -45,7 +45,7 @@ describe('gotong-worker CLI', function () {
       assert.ok(result.stdout.includes(flag), `help mentions ${flag}`);
     }
     const top = await runCli(['--help'], NOWHERE);
-    for (const command of ['webhook-backfill', 'failed-lines', 'worker', 'migrate', 'temporal-server', 'demo']) {
+    for (const command of ['webhook-backfill', 'webhook-replay-dlq', 'webhook-runbook', 'approve', 'reject', 'failed-lines', 'worker', 'delivery', 'migrate', 'temporal-server', 'demo']) {
       assert.ok(top.stdout.includes(command), `top-level help lists ${command}`);
     }
   });

@@ -278,6 +278,64 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     assert.equal((await statusCounts(h.pool)).dead_letter, 10);
   });
 
+  describe('CLI usage errors (exit 2, nothing started)', () => {
+    const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
+    const file = () => generatedFile('rb_usage', { valid: 1 }).path;
+    const usage: Array<[string[], RegExp]> = [
+      [['--approval', 'sometimes'], /--approval sometimes: use auto or manual/],
+      [['--max-failed-ratio', '2'], /--max-failed-ratio 2: use a share between 0 and 1, e\.g\. 0\.01 or 1%/],
+      [['--min-success-rate', 'most'], /--min-success-rate most: use a share between 0 and 1/],
+      [['--verify-timeout', '30'], /--verify-timeout 30: use a duration such as 90s, 30m or 2h/],
+      [['--confirm-timeout', 'soon'], /--confirm-timeout soon: use a duration/],
+      [['--replay-limit', '0'], /--replay-limit must be a whole number >= 1/],
+      [['--baseline', '-1'], /--baseline must be a whole number >= 0/],
+    ];
+    for (const [args, message] of usage) {
+      it(`webhook-runbook ${args.join(' ')}`, async () => {
+        const result = await runCli(['webhook-runbook', '--file', file(), ...args], NOWHERE);
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(result.stderr, message);
+        assert.equal(result.stdout, '');
+      });
+    }
+    it('webhook-runbook without --file, or with a missing file', async () => {
+      const missing = await runCli(['webhook-runbook'], NOWHERE);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /required option '--file <path>' not specified/);
+      const gone = await runCli(['webhook-runbook', '--file', 'no/such.ndjson'], NOWHERE);
+      assert.equal(gone.code, 2);
+      assert.match(gone.stderr, /--file no\/such\.ndjson: no such file/);
+    });
+  });
+
+  describe('demo', () => {
+    // The demo runs in its own namespace on the test server, with its own database; it starts and stops the rest.
+    const expectCompleted = (stdout: string) => {
+      const lines = stdout.trimEnd().split('\n');
+      for (let n = 1; n <= 6; n++) assert.ok(lines.some((l) => l.startsWith(`[webhook-runbook] step ${n}/6 `) && l.includes(': passed')), `step ${n} passed\n${stdout}`);
+      assert.ok(lines.includes('[webhook-runbook] done outcome=completed baseline=0 dead_letter=0'), stdout);
+      assert.match(stdout, /\[demo\] receiver: 1200 accepted, \d+ answered 503 before the fix, 0 bad signatures; dead letters \d+ after step 3, 0 at the end/);
+      assert.match(stdout, /\[demo\] the run in the Temporal UI: http:\/\/.+\/namespaces\/gotong-demo\/workflows\/webhook-runbook%2Fevents\.ndjson-[0-9a-f]{10}/);
+      const verify = lines.find((l) => l.startsWith('[webhook-runbook] step 3/6 verify delivery: passed'));
+      assert.match(verify ?? '', /created=1200 delivered=\d+ dead_lettered=[1-9]\d* waiting=0/, 'some events were dead-lettered before the replay');
+    };
+
+    it('runs the six steps on the bundled sample, on a database beside DATABASE_URL', async () => {
+      const url = new URL(h.databaseUrl);
+      url.pathname = '/gotong_test_demo';
+      const result = await runCli(['demo'], { GOTONG_DEMO_DATABASE_URL: url.toString() }, 180_000);
+      assert.equal(result.code, 0, result.stderr);
+      expectCompleted(result.stdout);
+    });
+
+    it('falls back to an embedded PostgreSQL when DATABASE_URL is unreachable', async () => {
+      const result = await runCli(['demo'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/gotong' }, 180_000);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /no PostgreSQL reachable at postgres:\/\/postgres@127\.0\.0\.1:1\/gotong_demo; starting an embedded one/);
+      expectCompleted(result.stdout);
+    });
+  });
+
   describe('worker processes', () => {
     const children: ChildProcess[] = [];
     afterEach(async () => {

@@ -210,10 +210,12 @@ export function buildProgram(out: Output): Command {
   program
     .command('demo')
     .description(
-      'Run the backfill end to end on embedded defaults: starts a Temporal dev server if none is reachable,\n' +
-        'creates and migrates the database, runs a worker, then a dry run and an execute run of a bundled sample file.',
+      'Run the whole recovery runbook on embedded defaults: starts a Temporal dev server if none is reachable (building\n' +
+        'the Temporal CLI if needed), uses PostgreSQL at DATABASE_URL\'s server (a fresh gotong_demo database) or an embedded\n' +
+        'one, runs a worker with a dispatcher and a demo receiver that rejects about one event in eight until the replay\n' +
+        'step, then the six steps on a bundled sample file, approving each gate itself. Runs in the gotong-demo namespace.',
     )
-    .option('--file <path>', 'NDJSON file to backfill instead of the bundled sample')
+    .option('--file <path>', 'NDJSON file to use instead of the bundled sample')
     .option('--keep-server', 'leave the Temporal dev server running afterwards, to browse the UI', false)
     .action(async (opts: { file?: string; keepServer: boolean }) => {
       await runDemo(config(), opts, out);

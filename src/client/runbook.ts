@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
-import { ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure, WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { BACKFILL_LIMITS, type BackfillCounters } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
 import type { ReplayCounters } from '../shared/replay';
@@ -33,6 +33,8 @@ export interface RunbookCommandOptions {
   maxAttempts: number;
   json: boolean;
   taskQueue: string;
+  /** Overrides TEMPORAL_NAMESPACE (the demo runs in its own). */
+  namespace?: string;
 }
 
 const LABEL = '[webhook-runbook]';
@@ -219,12 +221,17 @@ function stoppedReport(err: unknown): RunbookReport | null {
   return err.cause.type === 'RunbookStopped' && details?.[0] ? (details[0] as RunbookReport) : null;
 }
 
-export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks: { onProgress?: (p: RunbookProgress) => void } = {}): Promise<RunbookReport> {
+export interface RunbookHooks {
+  /** Called with every progress the command reads; the demo uses it to fix its receiver and approve gates. */
+  onProgress?: (progress: RunbookProgress, handle: WorkflowHandle) => Promise<void>;
+}
+
+export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks: RunbookHooks = {}): Promise<RunbookReport> {
   const path = resolveBackfillFile(opts.file);
   const workflowId = runbookWorkflowId(path);
   const input = runbookInputFrom(opts, path, workflowId);
 
-  const { client, connection, target } = await connectClient();
+  const { client, connection, target } = await connectClient(opts.namespace);
   try {
     const running = await client.workflow
       .getHandle(workflowId)
@@ -254,7 +261,7 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
         try {
           const progress = await handle.query<RunbookProgress>('progress');
           printer.show(progress);
-          hooks.onProgress?.(progress);
+          await hooks.onProgress?.(progress, handle);
         } catch {
           // No worker yet: the next tick tries again.
         }

@@ -3,8 +3,8 @@ import { explainTemporalError, temporalTarget, type TemporalTarget } from '../te
 import { RunError, type Output } from './errors';
 
 /** A client for operator commands; an unreachable server becomes one line naming the fix (exit 1). */
-export async function connectClient(): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
-  const target = temporalTarget();
+export async function connectClient(namespace?: string): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
+  const target = { ...temporalTarget(), ...(namespace ? { namespace } : {}) };
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '5s' });

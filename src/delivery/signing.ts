@@ -1,4 +1,4 @@
-import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * Signs a delivery two ways: the platform's `X-GR-Signature` (hex HMAC-SHA256 of the raw body) and
@@ -61,4 +61,38 @@ export function signedHeaders(
 
 export function sha256Hex(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export interface VerifiedBy {
+  /** The secret that verified X-GR-Signature (or X-GR-Signature-Previous), or null. */
+  gr: string | null;
+  /** The secret that verified one of the Standard Webhooks signatures, or null. */
+  standard: string | null;
+}
+
+/**
+ * What a receiver does with a delivery: checks both signature schemes against each secret it knows,
+ * in constant time. Used by the demo receiver and the tests' receiver.
+ */
+export function verifySignatures(secrets: string[], headers: Record<string, string | string[] | undefined>, body: Buffer): VerifiedBy {
+  const text = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : '');
+  const grHeaders = [text('x-gr-signature'), text('x-gr-signature-previous')].filter(Boolean);
+  const standard = text('webhook-signature').split(' ').filter(Boolean);
+  const id = text('webhook-id');
+  const timestamp = Number(text('webhook-timestamp'));
+  let gr: string | null = null;
+  let std: string | null = null;
+  for (const secret of secrets) {
+    const expectGr = grSignature(secret, body);
+    if (!gr && grHeaders.some((h) => sameText(h, expectGr))) gr = secret;
+    const expectStd = standardSignature(secret, id, timestamp, body);
+    if (!std && standard.some((s) => sameText(s, expectStd))) std = secret;
+  }
+  return { gr, standard: std };
 }

@@ -100,6 +100,8 @@ export interface DevServerOptions {
   /** SQLite file; the server keeps its state across restarts in it. */
   dbFile?: string;
   stdio?: 'inherit' | 'ignore';
+  /** Namespaces to create at start, besides `default`. */
+  namespaces?: string[];
 }
 
 /** Starts `temporal server start-dev` and resolves once its gRPC port accepts connections. */
@@ -111,6 +113,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<ChildProce
     mkdirSync(dirname(opts.dbFile), { recursive: true });
     args.push('--db-filename', opts.dbFile);
   }
+  for (const namespace of opts.namespaces ?? []) args.push('--namespace', namespace);
   args.push(...FAST_DEV_SERVER_ARGS);
   const child = spawn(opts.binary, args, { stdio: ['ignore', opts.stdio ?? 'ignore', opts.stdio ?? 'ignore'] });
   const deadline = Date.now() + 60_000;
