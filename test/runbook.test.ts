@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import type { RunbookInput, RunbookProgress, RunbookReport, RunbookStep } from '../src/shared/runbook';
@@ -88,7 +88,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     };
   }
 
-  function start(args: RunbookInput): Promise<WorkflowHandle<typeof webhookRecoveryRunbook>> {
+  function start(args: RunbookInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof webhookRecoveryRunbook>> {
     return h.env.client.workflow.start(webhookRecoveryRunbook, { taskQueue, workflowId: `webhook-runbook/test-${randomUUID()}`, args: [args] });
   }
 
@@ -149,8 +149,9 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
   it('happy path: six steps with exact counts, dead letters back to the baseline', async () => {
     const file = generatedFile('rb_happy', { valid: 300, dupEvery: 50, failEvery: 150 });
     await markDeadLetters(h.pool, 'old_dl', 3);
+    let handle: WorkflowHandleWithFirstExecutionRunId<typeof webhookRecoveryRunbook> | undefined;
     const report = await withDelivery(async () => {
-      const handle = await start(input(file.path));
+      handle = await start(input(file.path));
       const fixer = fixReceiverWhenSettled(33);
       try {
         return await handle.result();
@@ -181,7 +182,59 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     assert.deepEqual(await statusCounts(h.pool), { delivered: 303 });
     const replays = await h.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_delivery_attempts WHERE trigger = 'replay'`);
     assert.equal(Number(replays.rows[0]!.n), 33);
+
+    // Reset the finished run to its start: every step runs again, and none writes anything twice.
+    const sent = receiver.received.length;
+    const ledger = await h.pool.query<{ run_key: string; n: string }>('SELECT run_key, count(*) AS n FROM batch_ledger GROUP BY 1 ORDER BY 1');
+    const history = await handle!.fetchHistory();
+    const firstTaskCompleted = history.events!.find((e) => e.workflowTaskCompletedEventAttributes)!;
+    const again = await withDelivery(async () => {
+      const { runId } = await h.env.client.workflowService.resetWorkflowExecution({
+        namespace: h.env.namespace ?? 'default',
+        workflowExecution: { workflowId: handle!.workflowId, runId: handle!.firstExecutionRunId },
+        workflowTaskFinishEventId: firstTaskCompleted.eventId,
+        requestId: randomUUID(),
+        reason: 'test: run every step again',
+      });
+      return h.env.client.workflow.getHandle<typeof webhookRecoveryRunbook>(handle!.workflowId, runId!).result();
+    });
+    assert.equal(again.outcome, 'completed');
+    // The backfill steps report what they did the first time (from the ledger) ...
+    assert.deepEqual(again.steps[1]!.backfill, report.steps[1]!.backfill);
+    // ... and the world as it is now: everything delivered, so nothing is left to replay.
+    assert.deepEqual(again.steps[2]!.verify, { created: 300, waiting: 0, delivered: 300, deadLettered: 0, successRate: 1 });
+    assert.equal(again.steps[3]!.replay!.replayed, 0);
+    assert.equal(again.steps[4]!.status, 'skipped');
+    assert.deepEqual(await statusCounts(h.pool), { delivered: 303 });
+    assert.equal(receiver.received.length, sent, 'no event was sent again');
+    const ledgerAfter = await h.pool.query<{ run_key: string; n: string }>('SELECT run_key, count(*) AS n FROM batch_ledger GROUP BY 1 ORDER BY 1');
+    assert.deepEqual(ledgerAfter.rows, ledger.rows);
   });
+
+  it('cancelling the runbook cancels its running child cleanly: the outbox holds exactly what the ledger counted', async () => {
+    const file = generatedFile('rb_cancel', { valid: 5_000 });
+    const args = input(file.path, { batchSize: 50 });
+    await withWorker(taskQueue, async () => {
+      const handle = await start(args);
+      await waitFor('step 2 under way', async () => (await ledgerCreated(`${args.runKey}/step-2`)).batches > 0, 60_000, 5);
+      await handle.cancel();
+      await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure);
+      const child = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).describe();
+      assert.equal(child.status.name, 'CANCELLED');
+    });
+    const { batches, created } = await ledgerCreated(`${args.runKey}/step-2`);
+    assert.ok(batches > 0 && batches < 100, `cancelled mid-step (${batches} of 100 batches)`);
+    const outbox = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_outbox');
+    assert.equal(Number(outbox.rows[0]!.n), created);
+  });
+
+  async function ledgerCreated(runKey: string): Promise<{ batches: number; created: number }> {
+    const { rows } = await h.pool.query<{ batches: string; created: string | null }>(
+      `SELECT count(*) AS batches, sum((result->>'created')::int) AS created FROM batch_ledger WHERE run_key = $1`,
+      [runKey],
+    );
+    return { batches: Number(rows[0]!.batches), created: Number(rows[0]!.created ?? 0) };
+  }
 
   it('gate failure: a file over the failed-lines share stops after step 1 with nothing written (CLI, exit 1)', async () => {
     const file = generatedFile('rb_gate', { valid: 100, failEvery: 20 }); // 5 of 105 lines fail: 4.76%
