@@ -108,11 +108,19 @@ export function buildProgram(out: Output): Command {
   program
     .command('webhook-runbook')
     .description(
-      'Run the six-step recovery sequence as one durable run (webhook-runbook/...) with the other runs as children:\n' +
-        '1 backfill dry-run -> gate (failed lines at most --max-failed-ratio; with --approval manual, an approve signal),\n' +
-        '2 backfill execute, 3 verify (wait until its events are delivered and enough succeeded), 4 replay dry-run -> gate,\n' +
-        '5 replay execute, 6 confirm (wait until the dead letters are back to the baseline). Prints a line per step;\n' +
-        'exit code 1 when a gate or a wait stops the run, with the figures.',
+      [
+        'Run the six-step recovery sequence as one durable run (webhook-runbook/...),',
+        'with the backfill and replay runs as its children:',
+        '  1 backfill dry-run, then a gate (share of failed lines; with',
+        '    --approval manual, also an approve signal)',
+        '  2 backfill execute',
+        '  3 verify: wait until its events are delivered and enough succeeded',
+        '  4 replay dry-run, then a gate',
+        '  5 replay execute',
+        '  6 confirm: wait until the dead letters are back to the baseline',
+        'Prints a line per step; exit code 1 when a gate, a rejection or a timeout',
+        'stops the run, with the figures.',
+      ].join('\n'),
     )
     .requiredOption('--file <path>', 'NDJSON file to backfill (workers read it: use storage they can all see)')
     .option('--replay-limit <n>', 'replay at most N dead letters in step 5', positiveInt('--replay-limit'), RUNBOOK_DEFAULTS.replayLimit)
