@@ -218,10 +218,14 @@ export function buildProgram(out: Output): Command {
   program
     .command('demo')
     .description(
-      'Run the whole recovery runbook on embedded defaults: starts a Temporal dev server if none is reachable (building\n' +
-        'the Temporal CLI if needed), uses PostgreSQL at DATABASE_URL\'s server (a fresh gotong_demo database) or an embedded\n' +
-        'one, runs a worker with a dispatcher and a demo receiver that rejects about one event in eight until the replay\n' +
-        'step, then the six steps on a bundled sample file, approving each gate itself. Runs in the gotong-demo namespace.',
+      [
+        'Run the whole recovery runbook on embedded defaults, in the gotong-demo namespace:',
+        '- a Temporal dev server if none is reachable (building the Temporal CLI if needed);',
+        "- a fresh gotong_demo database on DATABASE_URL's server, or an embedded PostgreSQL;",
+        '- a worker, a dispatcher, and a receiver that answers 503 to about one event in',
+        '  eight until the replay step;',
+        '- then the six steps on a bundled sample file, approving each gate itself.',
+      ].join('\n'),
     )
     .option('--file <path>', 'NDJSON file to use instead of the bundled sample')
     .option('--keep-server', 'leave the Temporal dev server running afterwards, to browse the UI', false)
