@@ -219,12 +219,14 @@ export function buildProgram(out: Output): Command {
     .command('demo')
     .description(
       [
-        'Run the whole recovery runbook on embedded defaults, in the gotong-demo namespace:',
-        '- a Temporal dev server if none is reachable (building the Temporal CLI if needed);',
-        "- a fresh gotong_demo database on DATABASE_URL's server, or an embedded PostgreSQL;",
-        '- a worker, a dispatcher, and a receiver that answers 503 to about one event in',
-        '  eight until the replay step;',
-        '- then the six steps on a bundled sample file, approving each gate itself.',
+        'Run the whole recovery runbook on embedded defaults',
+        '(Temporal namespace gotong-demo):',
+        '- a Temporal dev server if none is reachable (the CLI built if needed)',
+        "- a fresh gotong_demo database on DATABASE_URL's server, or else an",
+        '  embedded PostgreSQL',
+        '- a worker, a dispatcher, and a receiver that answers 503 to about one',
+        '  event in eight until the replay step',
+        '- the six steps on a bundled sample file, approving each gate itself',
       ].join('\n'),
     )
     .option('--file <path>', 'NDJSON file to use instead of the bundled sample')
