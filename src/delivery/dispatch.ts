@@ -153,6 +153,7 @@ export async function deliverPass(
   let head = 0;
   let claimed = 0;
   let drained = false;
+  let claimFailed = false;
   let claiming: Promise<void> | null = null;
   let pending: DeliveryRecord[] = [];
   let flushing: Promise<void> | null = null;
@@ -196,25 +197,25 @@ export async function deliverPass(
         // The first claim's failure fails the pass (and the activity retries it); a later one only ends the
         // streaming: what this pass holds is still sent and recorded, and the next pass claims again.
         if (claimed === 0) throw err;
-        drained = true;
+        claimFailed = true;
       },
     );
     return claiming;
   };
-  const mayClaimMore = () => !drained && !stop && !hooks.cancelled() && Date.now() < claimUntil;
+  const mayClaimMore = () => !drained && !claimFailed && !stop && !hooks.cancelled() && Date.now() < claimUntil;
 
   // Outcomes are written while later requests are in flight, one transaction at a time. A write that fails
   // stops the pass; its events keep their lease and go out again once it expires (at least once).
-  const flush = (force: boolean) => {
+  const flush = () => {
     if (flushing || pending.length === 0 || flushError !== undefined) return;
-    if (!force && pending.length < flushAt && Date.now() - lastFlush < 1000) return;
+    if (pending.length < flushAt && Date.now() - lastFlush < 1000) return;
     const chunk = pending;
     pending = [];
     lastFlush = Date.now();
     flushing = recordDeliveries(pool, leaseOwner, chunk).then(
       () => {
         flushing = null;
-        flush(false);
+        flush();
       },
       (err: unknown) => {
         flushing = null;
@@ -293,7 +294,7 @@ export async function deliverPass(
         finished_at: result.finishedAt,
       });
       done++;
-      flush(false);
+      flush();
       heartbeat();
     }
   };
