@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Pool } from 'pg';
 import { Agent } from 'undici';
@@ -13,7 +13,7 @@ import {
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { sanitizeForText } from '../backfill/lines';
 import { classifyStatus, retryDelayMs } from './policy';
-import { sha256Hex, signedHeaders, type SigningSecrets } from './signing';
+import { signedHeaders, type SigningSecrets } from './signing';
 
 export interface DeliveryTarget {
   url: string;
@@ -32,6 +32,8 @@ export interface PassHooks {
 const RESPONSE_EXCERPT_CHARS = 512;
 const RESPONSE_READ_LIMIT = 64 * 1024;
 
+// One-shot hashing: a Hash object per call costs more than hashing a webhook-sized body.
+const sha256Hex = (data: Buffer): string => hash('sha256', data, 'hex');
 const EMPTY_SHA256 = sha256Hex(Buffer.alloc(0));
 
 interface AttemptResult {

@@ -1,4 +1,4 @@
-import { createHmac, createSecretKey, hash, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 
 /**
  * Signs a delivery two ways: the platform's `X-GR-Signature` (hex HMAC-SHA256 of the raw body) and
@@ -59,7 +59,6 @@ export function signedHeaders(
   return headers;
 }
 
-// One-shot hashing: a Hash object per call costs more than hashing a webhook-sized body.
 export function sha256Hex(data: Buffer | string): string {
-  return hash('sha256', data, 'hex');
+  return createHash('sha256').update(data).digest('hex');
 }
