@@ -182,32 +182,35 @@ export async function claimDueEvents(
   return result.rows;
 }
 
-/** One HTTP attempt and what it means for its event; row keys match the columns they land in. */
+/**
+ * One HTTP attempt and what it means for its event; row keys match the columns they land in.
+ * Times are epoch milliseconds: cheaper to write and to parse than ISO strings, thousands of times a second.
+ */
 export interface DeliveryRecord {
   event_id: string;
   /** The event's new status. */
   status: string;
   status_code: number | null;
   error: string | null;
-  next_attempt_at: string | null;
+  next_attempt_at: number | null;
   attempt_number: number;
   trigger: 'scheduled' | 'replay';
   duration_ms: number;
   request_body_sha256: string;
   response_body_sha256: string | null;
   response_excerpt: string | null;
-  started_at: string;
-  finished_at: string;
+  started_at: number;
+  finished_at: number;
 }
 
 /**
  * Writes a pass's outcomes and attempt log in one transaction. An outcome only lands while the lease is
  * still ours: if it expired and another dispatcher re-claimed the event, that dispatcher owns the row now.
  * The rows travel as one JSON document: PostgreSQL parses it far faster than the client escapes arrays.
+ * One statement parses it once for both tables (two statements each parsed it again).
  */
 export async function recordDeliveries(pool: Pool, leaseOwner: string, records: DeliveryRecord[]): Promise<number> {
   if (records.length === 0) return 0;
-  const json = JSON.stringify(records);
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -215,31 +218,37 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
     // the events be delivered again, which receivers dedupe by event_id. Not waiting for the flush keeps
     // the commit off the dispatcher's critical path.
     await client.query('SET LOCAL synchronous_commit = off');
-    const updated = await client.query(
-      `UPDATE webhook_outbox o
-          SET status = r.status::webhook_status, last_status_code = r.status_code, last_error = r.error,
-              last_attempt_at = r.finished_at, next_attempt_at = r.next_attempt_at,
-              delivered_at = CASE WHEN r.status = 'delivered' THEN r.finished_at ELSE o.delivered_at END,
-              lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-         FROM json_to_recordset($1::json)
-              AS r(event_id text, status text, status_code int, error text, next_attempt_at timestamptz, finished_at timestamptz)
-        WHERE o.event_id = r.event_id AND o.lease_owner = $2`,
-      [json, leaseOwner],
-    );
-    await client.query(
-      `INSERT INTO webhook_delivery_attempts
-         (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-          response_body_sha256, response_excerpt, started_at, finished_at)
-       SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-              response_body_sha256, response_excerpt, started_at, finished_at
-         FROM json_to_recordset($1::json)
-              AS r(event_id text, attempt_number int, trigger text, status_code int, duration_ms int, error text,
-                   request_body_sha256 text, response_body_sha256 text, response_excerpt text,
-                   started_at timestamptz, finished_at timestamptz)`,
-      [json],
+    const { rows } = await client.query<{ updated: string }>(
+      `WITH r AS MATERIALIZED (
+         SELECT r.event_id, r.status, r.status_code, r.error, r.attempt_number, r.trigger, r.duration_ms,
+                r.request_body_sha256, r.response_body_sha256, r.response_excerpt,
+                to_timestamp(r.next_attempt_at / 1000) AS next_attempt_at,
+                to_timestamp(r.started_at / 1000) AS started_at, to_timestamp(r.finished_at / 1000) AS finished_at
+           FROM json_to_recordset($1::json)
+                AS r(event_id text, status webhook_status, status_code int, error text, next_attempt_at float8,
+                     attempt_number int, trigger text, duration_ms int, request_body_sha256 text,
+                     response_body_sha256 text, response_excerpt text, started_at float8, finished_at float8)),
+       outcome AS (
+         UPDATE webhook_outbox o
+            SET status = r.status, last_status_code = r.status_code, last_error = r.error,
+                last_attempt_at = r.finished_at, next_attempt_at = r.next_attempt_at,
+                delivered_at = CASE WHEN r.status = 'delivered' THEN r.finished_at ELSE o.delivered_at END,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+           FROM r
+          WHERE o.event_id = r.event_id AND o.lease_owner = $2
+         RETURNING 1),
+       logged AS (
+         INSERT INTO webhook_delivery_attempts
+           (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
+            response_body_sha256, response_excerpt, started_at, finished_at)
+         SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
+                response_body_sha256, response_excerpt, started_at, finished_at
+           FROM r)
+       SELECT count(*) AS updated FROM outcome`,
+      [JSON.stringify(records), leaseOwner],
     );
     await client.query('COMMIT');
-    return updated.rowCount ?? 0;
+    return Number(rows[0]!.updated);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

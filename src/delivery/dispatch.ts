@@ -1,6 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { Pool } from 'pg';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import {
   claimDueEvents,
   type ClaimedEvent,
@@ -12,7 +13,7 @@ import {
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { sanitizeForText } from '../backfill/lines';
 import { classifyStatus, retryDelayMs } from './policy';
-import { sha256Hex, signedHeaders, type SigningSecrets } from './signing';
+import { signedHeaders, type SigningSecrets } from './signing';
 
 export interface DeliveryTarget {
   url: string;
@@ -31,49 +32,82 @@ export interface PassHooks {
 const RESPONSE_EXCERPT_CHARS = 512;
 const RESPONSE_READ_LIMIT = 64 * 1024;
 
+// One-shot hashing: a Hash object per call costs more than hashing a webhook-sized body.
+const sha256Hex = (data: Buffer): string => hash('sha256', data, 'hex');
+const EMPTY_SHA256 = sha256Hex(Buffer.alloc(0));
+
 interface AttemptResult {
   statusCode: number | null;
   error: string | null;
   retryAfter: string | undefined;
   responseSha256: string | null;
   responseExcerpt: string | null;
-  startedAt: Date;
-  finishedAt: Date;
+  /** Epoch milliseconds. */
+  startedAt: number;
+  finishedAt: number;
 }
 
 export function createDeliveryAgent(connections = 128): Agent {
   return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
 }
 
+/**
+ * Reads a response body to its end, keeping at most `limit` bytes. Plain listeners rather than `for await`:
+ * an async iterator per response (usually an empty 2xx body) was a visible share of a pass's CPU.
+ */
+function readBounded(stream: Readable, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    stream.on('data', (chunk: Buffer) => {
+      if (kept >= limit) return;
+      const part = chunk.length > limit - kept ? chunk.subarray(0, limit - kept) : chunk;
+      chunks.push(part);
+      kept += part.length;
+    });
+    stream.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
+// `request(url)` parses the URL again for every request; a worker posts thousands a second to one URL.
+const parsedTargets = new WeakMap<DeliveryTarget, { origin: string; path: string }>();
+function parsedTarget(target: DeliveryTarget): { origin: string; path: string } {
+  let parsed = parsedTargets.get(target);
+  if (!parsed) {
+    const url = new URL(target.url);
+    parsed = { origin: url.origin, path: `${url.pathname}${url.search}` };
+    parsedTargets.set(target, parsed);
+  }
+  return parsed;
+}
+
 async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
-  const startedAt = new Date();
-  const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt.getTime() / 1000), body);
+  const startedAt = Date.now();
+  const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt / 1000), body);
   try {
-    const response = await request(target.url, {
+    const { origin, path } = parsedTarget(target);
+    const response = await target.agent.request({
+      origin,
+      path,
       method: 'POST',
       headers,
       body,
-      dispatcher: target.agent,
       // Per-phase timeouts are timers undici already keeps per connection; a per-request AbortSignal costs more.
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });
-    const chunks: Buffer[] = [];
-    let read = 0;
-    for await (const chunk of response.body as AsyncIterable<Buffer>) {
-      if (read < RESPONSE_READ_LIMIT) chunks.push(chunk.subarray(0, RESPONSE_READ_LIMIT - read));
-      read += chunk.length;
-    }
-    const responseBody = Buffer.concat(chunks);
+    const responseBody = await readBounded(response.body, RESPONSE_READ_LIMIT);
     const retryAfter = response.headers['retry-after'];
+    const empty = responseBody.length === 0;
     return {
       statusCode: response.statusCode,
       error: null,
       retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-      responseSha256: sha256Hex(responseBody),
-      responseExcerpt: sanitizeForText(responseBody.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
+      responseSha256: empty ? EMPTY_SHA256 : sha256Hex(responseBody),
+      responseExcerpt: empty ? '' : sanitizeForText(responseBody.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
       startedAt,
-      finishedAt: new Date(),
+      finishedAt: Date.now(),
     };
   } catch (err) {
     return {
@@ -83,7 +117,7 @@ async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffe
       responseSha256: null,
       responseExcerpt: null,
       startedAt,
-      finishedAt: new Date(),
+      finishedAt: Date.now(),
     };
   }
 }
@@ -98,9 +132,12 @@ function describeNetworkError(err: unknown, timeoutMs: number): string {
 }
 
 /**
- * One dispatcher pass: claim due events, POST them with bounded concurrency and rate, then record every
- * outcome and attempt in one transaction. Stops launching requests once `autoPauseAfter` deliveries in a
- * row have failed, or on cancellation, and hands back what it claimed but did not send.
+ * One dispatcher pass: claim due events, POST them with bounded concurrency and rate, and record every
+ * outcome and attempt. With `input.streamMs`, the pass keeps going for about that long: it claims the next
+ * batch while the current one is still being posted and records outcomes in chunks while posting, so the
+ * requests never wait for the database or for Temporal to start the next pass. Stops launching requests
+ * once `autoPauseAfter` deliveries in a row have failed, or on cancellation, and hands back what it
+ * claimed but did not send.
  */
 export async function deliverPass(
   pool: Pool,
@@ -110,48 +147,119 @@ export async function deliverPass(
 ): Promise<DeliverPassResult> {
   const { options } = input;
   const leaseOwner = `${hooks.leaseOwnerPrefix}/${randomUUID()}`;
-  const claimed = await claimDueEvents(pool, options.batchSize, leaseOwner, input.leaseSeconds);
-
-  const records: DeliveryRecord[] = [];
+  const passStart = Date.now();
+  // Passes launched together would otherwise end together, leaving the receiver idle while they all restart.
+  const claimUntil = passStart + (input.streamMs ?? 0) * (0.75 + Math.random() * 0.5);
+  // Claimed but not yet sent, in claim order; `head` is the next to send.
+  let queue: ClaimedEvent[] = [];
+  let head = 0;
+  let claimed = 0;
+  let drained = false;
+  let claimFailed = false;
+  let claiming: Promise<void> | null = null;
+  let pending: DeliveryRecord[] = [];
+  let flushing: Promise<void> | null = null;
+  let flushError: unknown;
+  let lastFlush = passStart;
+  // Big enough that a flush's fixed cost (a transaction) is small, small enough to overlap with posting.
+  const flushAt = Math.max(1, Math.ceil(options.batchSize / 2));
+  let done = 0;
   let delivered = 0;
   let retried = 0;
   let deadLettered = 0;
   let streak = 0;
   let anySuccess = false;
   let stop = false;
-  let next = 0;
-  const sent = new Set<string>();
-  const passStart = Date.now();
+  let launched = 0;
+  // Taken for a rate-limit slot, then not sent because the pass stopped meanwhile.
+  const abandoned: string[] = [];
   // Crossing into the SDK for every response is measurable at thousands a second; once a second is plenty.
   let lastHeartbeat = 0;
   const heartbeat = () => {
     const now = Date.now();
     if (now - lastHeartbeat < 1000) return;
     lastHeartbeat = now;
-    hooks.heartbeat({ done: records.length, of: claimed.length });
+    hooks.heartbeat({ done, of: claimed });
   };
+
+  const claimMore = (): Promise<void> => {
+    claiming = claimDueEvents(pool, options.batchSize, leaseOwner, input.leaseSeconds).then(
+      (rows) => {
+        claiming = null;
+        claimed += rows.length;
+        if (rows.length < options.batchSize) drained = true;
+        if (head >= options.batchSize) {
+          queue = queue.slice(head);
+          head = 0;
+        }
+        for (const row of rows) queue.push(row);
+      },
+      (err: unknown) => {
+        claiming = null;
+        // The first claim's failure fails the pass (and the activity retries it); a later one only ends the
+        // streaming: what this pass holds is still sent and recorded, and the next pass claims again.
+        if (claimed === 0) throw err;
+        claimFailed = true;
+      },
+    );
+    return claiming;
+  };
+  const mayClaimMore = () => !drained && !claimFailed && !stop && !hooks.cancelled() && Date.now() < claimUntil;
+
+  // Outcomes are written while later requests are in flight, one transaction at a time. A write that fails
+  // stops the pass; its events keep their lease and go out again once it expires (at least once).
+  const flush = () => {
+    if (flushing || pending.length === 0 || flushError !== undefined) return;
+    if (pending.length < flushAt && Date.now() - lastFlush < 1000) return;
+    const chunk = pending;
+    pending = [];
+    lastFlush = Date.now();
+    flushing = recordDeliveries(pool, leaseOwner, chunk).then(
+      () => {
+        flushing = null;
+        flush();
+      },
+      (err: unknown) => {
+        flushing = null;
+        flushError = err;
+        stop = true;
+      },
+    );
+  };
+
+  await claimMore();
+  // Paced from the first claim's end, as a claim taking a few slots' time must not turn into a burst.
+  const paceFrom = Date.now();
 
   const worker = async () => {
     for (;;) {
-      if (stop || hooks.cancelled() || next >= claimed.length) return;
-      const index = next++;
+      if (stop || hooks.cancelled()) return;
+      if (head >= queue.length) {
+        if (claiming) await claiming;
+        else if (mayClaimMore()) await claimMore();
+        else return;
+        continue;
+      }
+      if (!claiming && queue.length - head <= options.concurrency && mayClaimMore()) void claimMore();
+      const index = launched++;
+      const event = queue[head++]!;
       if (options.ratePerSecond > 0) {
-        const slot = passStart + (index * 1000) / options.ratePerSecond;
+        const slot = paceFrom + (index * 1000) / options.ratePerSecond;
         const wait = slot - Date.now();
         if (wait > 0) {
           heartbeat();
           await new Promise((r) => setTimeout(r, wait));
         }
-        // Not sent, so not in `sent`: it is released below.
-        if (stop || hooks.cancelled()) return;
+        if (stop || hooks.cancelled()) {
+          abandoned.push(event.event_id);
+          return;
+        }
       }
-      const event = claimed[index]!;
-      sent.add(event.event_id);
       const body = Buffer.from(event.body);
       const result = await postOnce(target, event, body, options.requestTimeoutMs);
       const verdict = result.statusCode === null ? 'retryable' : classifyStatus(result.statusCode);
       let status: string;
-      let nextAttemptAt: Date | null = null;
+      let nextAttemptAt: number | null = null;
       if (verdict === 'delivered') {
         status = 'delivered';
         delivered++;
@@ -165,42 +273,49 @@ export async function deliverPass(
         } else {
           status = 'retrying';
           retried++;
-          nextAttemptAt = new Date(
-            result.finishedAt.getTime() +
-              retryDelayMs(event.attempts, result.retryAfter, { baseMs: options.backoffBaseMs, capMs: options.backoffCapMs }, Date.now()),
-          );
+          nextAttemptAt =
+            result.finishedAt +
+            retryDelayMs(event.attempts, result.retryAfter, { baseMs: options.backoffBaseMs, capMs: options.backoffCapMs }, Date.now());
         }
         if (streak >= options.autoPauseAfter) stop = true;
       }
       const error = result.error ?? (verdict === 'delivered' ? null : `HTTP ${result.statusCode}`);
-      records.push({
+      pending.push({
         event_id: event.event_id,
         status,
         status_code: result.statusCode,
         error,
-        next_attempt_at: nextAttemptAt?.toISOString() ?? null,
+        next_attempt_at: nextAttemptAt,
         attempt_number: event.attempts,
         trigger: event.replay_count > 0 ? 'replay' : 'scheduled',
-        duration_ms: result.finishedAt.getTime() - result.startedAt.getTime(),
+        duration_ms: result.finishedAt - result.startedAt,
         request_body_sha256: sha256Hex(body),
         response_body_sha256: result.responseSha256,
         response_excerpt: result.responseExcerpt,
-        started_at: result.startedAt.toISOString(),
-        finished_at: result.finishedAt.toISOString(),
+        started_at: result.startedAt,
+        finished_at: result.finishedAt,
       });
+      done++;
+      flush();
       heartbeat();
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, claimed.length)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, queue.length)) }, worker));
 
-  await recordDeliveries(pool, leaseOwner, records);
-  const unsent = claimed.filter((e) => !sent.has(e.event_id)).map((e) => e.event_id);
+  // A claim started just before the pass stopped holds events nobody will send: they are released below.
+  // Through a function: the compiler cannot see the callbacks that set these, and would narrow them to null.
+  const inFlight = () => claiming ?? flushing;
+  for (let wait = inFlight(); wait; wait = inFlight()) await wait;
+  if (flushError !== undefined) throw flushError;
+  if (pending.length > 0) await recordDeliveries(pool, leaseOwner, pending);
+  const unsent = [...abandoned, ...queue.slice(head).map((e) => e.event_id)];
   const released = await releaseClaims(pool, leaseOwner, unsent);
-  const full = claimed.length >= options.batchSize;
+  const full = !drained;
   // After a full batch the dispatcher goes straight on, so when the next event is due does not matter.
   const snapshot = input.wantSnapshot || !full ? await outboxSnapshot(pool) : null;
   return {
-    claimed: claimed.length,
+    claimed,
+    full,
     delivered,
     retried,
     deadLettered,

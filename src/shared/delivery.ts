@@ -37,6 +37,8 @@ export interface DeliverPassInput {
   leaseSeconds: number;
   /** Also count the backlog for `stats` (a few index scans; not needed on every pass). */
   wantSnapshot: boolean;
+  /** Keep claiming further batches for about this long (0 or absent: one batch). */
+  streamMs?: number;
 }
 
 export interface OutboxCounts {
@@ -47,6 +49,8 @@ export interface OutboxCounts {
 
 export interface DeliverPassResult {
   claimed: number;
+  /** Every claim came back full: more is probably due. Absent in results of passes before streaming. */
+  full?: boolean;
   delivered: number;
   retried: number;
   deadLettered: number;

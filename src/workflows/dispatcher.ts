@@ -25,6 +25,12 @@ export const resumeDeliverySignal = defineSignal('resume');
 
 /** Passes per run before continuing as new: each pass is about 6-9 history events. */
 const PASSES_PER_RUN = 300;
+/**
+ * How long a pass keeps claiming while a backlog lasts. Each pass start costs a round through Temporal
+ * and leaves the receiver idle while it claims; longer passes pay that less often. Pause and stats act
+ * between passes, so this stays short.
+ */
+const STREAM_MS = 2_000;
 
 /**
  * The delivery loop of one shard: claim and deliver due events pass after pass; when nothing is due,
@@ -46,8 +52,11 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     Math.ceil(options.batchSize / Math.max(1, options.concurrency)) * options.requestTimeoutMs +
     (options.ratePerSecond > 0 ? (options.batchSize / options.ratePerSecond) * 1000 : 0);
   const leaseSeconds = Math.ceil((slowestPassMs * 2) / 1000) + 10;
+  // A rate-limited pass is paced from its start, so it stays one batch long.
+  const streamMs = configured.ratePerSecond > 0 ? 0 : STREAM_MS;
   const { deliverDue } = proxyActivities<Activities>({
-    startToCloseTimeout: `${leaseSeconds} seconds`,
+    // A streaming pass claims its last batch by streamMs (up to 1.25 times, jittered), then finishes it like any pass.
+    startToCloseTimeout: `${leaseSeconds + Math.ceil((streamMs * 1.25) / 1000)} seconds`,
     // A pass heartbeats after every response, so silence longer than two request timeouts means a dead worker.
     heartbeatTimeout: `${Math.max(10, Math.ceil((options.requestTimeoutMs * 2) / 1000) + 5)} seconds`,
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
@@ -112,7 +121,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
       paused = true;
       pauseReason = 'receiver-failing';
     }
-    if (result.claimed >= options.batchSize) {
+    if (result.full ?? result.claimed >= options.batchSize) {
       target = Math.min(maxParallel, target + 1);
     } else {
       target = 1;
@@ -128,7 +137,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     const now = new Date().getTime();
     const wantSnapshot = now - lastSnapshotAt >= 2_000;
     if (wantSnapshot) lastSnapshotAt = now;
-    deliverDue({ options, leaseSeconds, wantSnapshot }).then(
+    deliverDue({ options, leaseSeconds, wantSnapshot, streamMs }).then(
       (result) => {
         running -= 1;
         apply(result);
