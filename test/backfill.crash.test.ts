@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { BackfillProgress } from '../src/shared/backfill';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { countersOf, generatedFile } from './helpers/files';
-import { CLI, getHarness, outboxCount, resetTables, uniqueTaskQueue, type Harness } from './helpers/harness';
+import { CLI, getHarness, outboxCount, resetTables, uniqueTaskQueue, type Harness, exited } from './helpers/harness';
 
 /** A worker in its own process, as in production, so that it can be killed without warning. */
 function startWorkerProcess(h: Harness, taskQueue: string): ChildProcess {
@@ -14,9 +14,6 @@ function startWorkerProcess(h: Harness, taskQueue: string): ChildProcess {
   });
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-}
 
 describe('backfill under worker crashes (SIGKILL)', function () {
   this.timeout(240_000);

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { DispatcherStats } from '../src/shared/delivery';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import { TestReceiver } from './helpers/receiver';
-import { CLI, getHarness, runCli, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
+import { CLI, getHarness, runCli, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness, exited } from './helpers/harness';
 
 const SECRET = 'process-test-secret';
 
@@ -14,9 +14,6 @@ function startWorkerProcess(h: Harness, env: Record<string, string>, dispatchers
   });
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-}
 
 describe('delivery with worker processes (SIGKILL, shards)', function () {
   this.timeout(180_000);

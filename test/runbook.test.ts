@@ -9,7 +9,7 @@ import type { RunbookInput, RunbookProgress, RunbookReport, RunbookStep } from '
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { webhookRecoveryRunbook } from '../src/workflows/runbook';
 import { generatedFile } from './helpers/files';
-import { CLI, getHarness, resetTables, runCli, seedEvents, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+import { CLI, getHarness, resetTables, runCli, seedEvents, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness, exited } from './helpers/harness';
 import { TestReceiver } from './helpers/receiver';
 
 const SECRET = 'runbook-test-secret';
@@ -18,9 +18,6 @@ const run = promisify(execFile);
 /** The share of events the receiver rejects until the replay step: every tenth generated event. */
 const rejectedShare = (eventId: string) => /_(\d+)$/.exec(eventId)?.[1]?.endsWith('0') ?? false;
 
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-}
 
 async function markDeadLetters(pool: Pool, prefix: string, count: number): Promise<void> {
   const ids = await seedEvents(pool, prefix, count, 5);

@@ -176,13 +176,12 @@ class RunbookPrinter {
       this.out.log(`${LABEL} baseline dead_letter=${p.baseline}`);
     }
     for (const s of p.steps) {
-      const key = `${s.status}`;
-      if (s.status === 'pending' || this.printed.get(s.number) === key) continue;
+      if (s.status === 'pending' || this.printed.get(s.number) === s.status) continue;
       // A finished step whose child progress has not been printed yet still gets its start line first.
       if (!this.printed.has(s.number) && s.status !== 'running' && s.workflowId) {
         this.out.log(formatStepLine({ ...s, status: 'running' }, this.workflowId));
       }
-      this.printed.set(s.number, key);
+      this.printed.set(s.number, s.status);
       this.out.log(formatStepLine(s, this.workflowId));
     }
     const child = p.child;
