@@ -15,7 +15,7 @@ import {
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
-import { connectClient, warnIfNoWorker } from './watch';
+import { connectClient, startOrAttach } from './watch';
 
 export interface RunbookCommandOptions {
   file: string;
@@ -232,22 +232,14 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
 
   const { client, connection, target } = await connectClient(opts.namespace);
   try {
-    const running = await client.workflow
-      .getHandle(workflowId)
-      .describe()
-      .then((d) => d.status.name === 'RUNNING')
-      .catch(() => false);
-    const handle = await client.workflow.start('webhookRecoveryRunbook', {
-      taskQueue: opts.taskQueue,
-      workflowId,
-      args: [input],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    });
-    out.err(`${LABEL} ${running ? 'attached to running' : 'started'} ${workflowId}`);
+    const handle = await startOrAttach(
+      client,
+      target.namespace,
+      { label: 'webhook-runbook', workflowType: 'webhookRecoveryRunbook', workflowId, args: [input], taskQueue: opts.taskQueue },
+      out,
+    );
     const ui = temporalUiUrl(target.address, target.namespace, workflowId);
     if (ui) out.err(`${LABEL} Temporal UI: ${ui}`);
-    await warnIfNoWorker(client, target.namespace, opts.taskQueue, 'webhook-runbook', out);
     await warnIfNoDispatcher(client, out);
 
     const printer = new RunbookPrinter(workflowId, opts.progressEvery, out);

@@ -1,4 +1,4 @@
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { explainTemporalError, temporalTarget, type TemporalTarget } from '../temporal';
 import { RunError, type Output } from './errors';
 
@@ -12,6 +12,33 @@ export async function connectClient(namespace?: string): Promise<{ client: Clien
     throw new RunError(explainTemporalError(err, target.address));
   }
   return { client: new Client({ connection, namespace: target.namespace }), connection, target };
+}
+
+/**
+ * Starts a run, or attaches to it when the same workflow id is already running (one run per id), says
+ * which on stderr, and warns when no worker polls its task queue.
+ */
+export async function startOrAttach(
+  client: Client,
+  namespace: string,
+  run: { label: string; workflowType: string; workflowId: string; args: unknown[]; taskQueue: string },
+  out: Output,
+): Promise<WorkflowHandle> {
+  const running = await client.workflow
+    .getHandle(run.workflowId)
+    .describe()
+    .then((d) => d.status.name === 'RUNNING')
+    .catch(() => false);
+  const handle = await client.workflow.start(run.workflowType, {
+    taskQueue: run.taskQueue,
+    workflowId: run.workflowId,
+    args: run.args,
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+  });
+  out.err(`[${run.label}] ${running ? 'attached to running' : 'started'} ${run.workflowId}`);
+  await warnIfNoWorker(client, namespace, run.taskQueue, run.label, out);
+  return handle;
 }
 
 export interface WatchedRun<Progress extends { processed: number }, Summary> {
@@ -38,20 +65,7 @@ export async function startAndWatch<Progress extends { processed: number }, Summ
 ): Promise<Summary> {
   const { client, connection, target } = await connectClient();
   try {
-    const running = await client.workflow
-      .getHandle(run.workflowId)
-      .describe()
-      .then((d) => d.status.name === 'RUNNING')
-      .catch(() => false);
-    const handle = await client.workflow.start(run.workflowType, {
-      taskQueue: run.taskQueue,
-      workflowId: run.workflowId,
-      args: run.args,
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    });
-    out.err(`[${run.label}] ${running ? 'attached to running' : 'started'} ${run.workflowId}`);
-    await warnIfNoWorker(client, target.namespace, run.taskQueue, run.label, out);
+    const handle = await startOrAttach(client, target.namespace, run, out);
 
     let lastPrinted = 0;
     let latest: Progress | undefined;
@@ -88,7 +102,7 @@ export async function startAndWatch<Progress extends { processed: number }, Summ
   }
 }
 
-export async function warnIfNoWorker(client: Client, namespace: string, taskQueue: string, label: string, out: Output): Promise<void> {
+async function warnIfNoWorker(client: Client, namespace: string, taskQueue: string, label: string, out: Output): Promise<void> {
   try {
     const response = await client.workflowService.describeTaskQueue({
       namespace,

@@ -41,11 +41,7 @@ export interface RunbookInput {
 export const RUNBOOK_DEFAULTS = {
   replayLimit: 500,
   maxFailedRatio: 0.01,
-  verifyTimeoutMs: 30 * 60_000,
-  verifyMaxBacklog: 0,
   verifyMinSuccessRate: 0.5,
-  confirmTimeoutMs: 30 * 60_000,
-  pollMs: 5_000,
   /** Steps 3 and 6 look at most this many times (the interval grows with the timeout), so history stays bounded. */
   maxPolls: 500,
 } as const;
