@@ -214,6 +214,11 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     await withWorker(taskQueue, async () => {
       const handle = await start(args);
       await waitFor('step 2 under way', async () => (await ledgerCreated(`${args.runKey}/step-2`)).batches > 0, 60_000, 5);
+      // The runbook's progress carries the running child's live counters, as the child reported them.
+      await waitFor('the child counters in the runbook progress', async () => {
+        const p = await handle.query<RunbookProgress>('progress');
+        return p.currentStep === 2 && p.child?.workflowId === `${handle.workflowId}/step-2-backfill-execute` && p.child.counters.processed > 0;
+      });
       await handle.cancel();
       await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure);
       const child = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).describe();
