@@ -377,7 +377,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
 
     it('runs the six steps on the bundled sample, on a database beside DATABASE_URL', async () => {
       const url = new URL(h.databaseUrl);
-      url.pathname = '/gotong_test_demo';
+      url.pathname = `${url.pathname}_demo`;
       const result = await runCli(['demo'], { GOTONG_DEMO_DATABASE_URL: url.toString() }, 180_000);
       assert.equal(result.code, 0, result.stderr);
       expectCompleted(result.stdout);
