@@ -3,6 +3,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
 import type { DeliveryTarget } from './delivery/dispatch';
+import type { WorkerMetrics } from './metrics';
 import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
 import type { webhookDispatcher } from './workflows/dispatcher';
 
@@ -12,6 +13,8 @@ export interface WorkerSetup {
   taskQueue: string;
   pool: Pool;
   delivery?: DeliveryTarget;
+  /** The process's metrics, when it serves them. */
+  metrics?: WorkerMetrics;
   /** A prebuilt bundle (tests build one per suite); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -24,7 +27,7 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     ...(setup.workflowBundle
       ? { workflowBundle: setup.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
+    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, metrics: setup.metrics }),
     // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,
   });

@@ -4,6 +4,7 @@ import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
+import type { WorkerMetrics } from '../metrics';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
 import { analyzeOutbox, forgetDryRunEvents, outboxMetrics, previewReplay } from '../db/queries';
 import type { OutboxMetrics } from '../shared/runbook';
@@ -13,6 +14,8 @@ export interface ActivityDeps {
   pool: Pool;
   /** Absent on a worker without WEBHOOK_URL: such a worker refuses delivery passes. */
   delivery?: DeliveryTarget;
+  /** Counts what the activities do, when the worker serves metrics. */
+  metrics?: WorkerMetrics;
 }
 
 /** Errors no retry can fix become non-retryable failures the operator sees in the run's result. */
@@ -25,7 +28,7 @@ async function failFastOn<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createActivities({ pool, delivery }: ActivityDeps) {
+export function createActivities({ pool, delivery, metrics }: ActivityDeps) {
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return failFastOn(() => fingerprintFile(path));
@@ -33,7 +36,7 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
 
     async processBackfillBatch(input: BackfillBatchInput): Promise<BackfillBatchResult> {
       const ctx = Context.current();
-      return failFastOn(() =>
+      const result = await failFastOn(() =>
         runBackfillBatch(pool, input, {
           heartbeat: (details) => ctx.heartbeat(details),
           throwIfCancelled: () => {
@@ -41,6 +44,8 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
           },
         }),
       );
+      metrics?.recordBackfill(result, input.dryRun);
+      return result;
     },
 
     async deliverDue(input: DeliverPassInput): Promise<DeliverPassResult> {
@@ -55,6 +60,7 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
         heartbeat: (details) => ctx.heartbeat(details),
         cancelled: () => ctx.cancellationSignal.aborted,
         leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
+        metrics: metrics?.delivery,
       });
     },
 
@@ -64,7 +70,9 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
 
     async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {
       Context.current().heartbeat();
-      return runReplayBatch(pool, input);
+      const result = await runReplayBatch(pool, input);
+      metrics?.recordReplayResets(result.replayed);
+      return result;
     },
 
     async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {

@@ -12,6 +12,7 @@ import {
 } from '../db/queries';
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { sanitizeForText } from '../backfill/lines';
+import type { DeliveryMetrics } from '../metrics';
 import { classifyStatus, retryDelayMs } from './policy';
 import { signedHeaders, type SigningSecrets } from './signing';
 
@@ -27,6 +28,8 @@ export interface PassHooks {
   cancelled(): boolean;
   /** Identifies the claimant; the random part makes a retried activity a different owner than its dead predecessor. */
   leaseOwnerPrefix: string;
+  /** Told about every attempt, when the worker serves metrics. */
+  metrics?: DeliveryMetrics;
 }
 
 const RESPONSE_EXCERPT_CHARS = 512;
@@ -279,6 +282,7 @@ export async function deliverPass(
         }
         if (streak >= options.autoPauseAfter) stop = true;
       }
+      hooks.metrics?.recordAttempt(status, result.statusCode, result.finishedAt - result.startedAt);
       const error = result.error ?? (verdict === 'delivered' ? null : `HTTP ${result.statusCode}`);
       pending.push({
         event_id: event.event_id,
