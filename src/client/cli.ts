@@ -5,7 +5,6 @@ import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
-import { runDemo } from './demo';
 import { runDeliveryControl } from './delivery';
 import { runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
 import { RUNBOOK_DEFAULTS } from '../shared/runbook';
@@ -342,6 +341,8 @@ export function buildProgram(out: Output): Command {
     .option('--file <path>', 'NDJSON file to use instead of the bundled sample')
     .option('--keep-server', 'leave the Temporal dev server running afterwards, to browse the UI', false)
     .action(async (opts: { file?: string; keepServer: boolean }) => {
+      // Loaded only for the demo: it brings the worker's native runtime.
+      const { runDemo } = await import('./demo');
       await runDemo(config(), opts, out);
     });
 

@@ -1,4 +1,4 @@
-import { NativeConnection, Runtime } from '@temporalio/worker';
+import type { NativeConnection as WorkerConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
 import { ensureDatabase, migrate } from '../db/migrate';
@@ -9,8 +9,6 @@ import type { OperatorLogger } from '../logging';
 import { WorkerMetrics } from '../metrics';
 import { startOutboxGauges } from '../metrics/outbox';
 import type { WorkerObservability } from '../metrics/settings';
-import { createWorker, ensureDispatchers } from '../worker';
-import { createDeliveryAgent } from '../delivery/dispatch';
 import { Client, Connection } from '@temporalio/client';
 import { AlreadyReported, RunError, type Output } from './errors';
 
@@ -88,6 +86,10 @@ export async function runWorker(config: AppConfig, opts: WorkerCommandOptions, l
 }
 
 async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptions, logger: OperatorLogger): Promise<void> {
+  // Loaded here, not at the top: every other command would pay for the worker's native runtime at start.
+  const { NativeConnection, Runtime } = await import('@temporalio/worker');
+  const { createWorker, ensureDispatchers } = await import('../worker');
+  const { createDeliveryAgent } = await import('../delivery/dispatch');
   const pool = createPool(config.databaseUrl, 20);
   try {
     try {
@@ -99,7 +101,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       }
     } catch (err) {
       const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';
-      throw new RunError(`[worker] ${hint || explainDatabaseError(err, config.databaseUrl)}`);
+      throw new RunError(hint || explainDatabaseError(err, config.databaseUrl));
     }
     const target = temporalTarget();
     try {
@@ -120,11 +122,11 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
         )
       : undefined;
     if (opts.metricsAddress) logger.info(`serving Prometheus metrics on http://${opts.metricsAddress}/metrics`);
-    let connection: NativeConnection;
+    let connection: WorkerConnection;
     try {
       connection = await NativeConnection.connect(target.connectionOptions);
     } catch (err) {
-      throw new RunError(`[worker] ${explainTemporalError(err, target.address)}`);
+      throw new RunError(explainTemporalError(err, target.address));
     }
     const agent = config.webhook ? createDeliveryAgent() : undefined;
     try {

@@ -4,7 +4,6 @@
  * bidirectional overrides, line separators), so a line of JSON reads as what it holds. Still valid JSON
  * with the same values.
  */
-// eslint-disable-next-line no-control-regex
 const RAW_BUT_UNSAFE = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** JSON text with the characters above escaped; the same JSON value. */

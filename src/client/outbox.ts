@@ -70,9 +70,10 @@ export async function runOutboxStats(config: AppConfig, opts: { top: number; jso
 const at = (d: Date | null) => (d ? d.toISOString() : null);
 
 function eventJson(row: OutboxEventRow): Record<string, unknown> {
-  const { payload: _payload, ...rest } = row;
   const json: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(rest)) json[key] = value instanceof Date ? value.toISOString() : value;
+  for (const [key, value] of Object.entries(row)) {
+    if (key !== 'payload') json[key] = value instanceof Date ? value.toISOString() : value;
+  }
   return json;
 }
 

@@ -90,6 +90,9 @@ export interface RunSnapshot {
   unavailable: string | null;
 }
 
+/** gRPC's status code for a call that ran out of time. */
+const DEADLINE_EXCEEDED = 4;
+
 /** How long `status` and `list` wait for a worker to answer a query. */
 const QUERY_TIMEOUT_MS = 5_000;
 
@@ -107,8 +110,10 @@ async function queryLive(client: Client, info: RunInfo, kind: RunKind | 'other')
     );
     return { live, unavailable: null };
   } catch (err) {
-    const message = (err as Error).message ?? String(err);
-    const why = /deadline|timed? ?out/i.test(message)
+    const cause = (err as { cause?: { code?: number; message?: string } }).cause;
+    const timedOut = cause?.code === DEADLINE_EXCEEDED;
+    const message = cause?.message ?? (err as Error).message ?? String(err);
+    const why = timedOut
       ? `no worker answered the '${name}' query within ${QUERY_TIMEOUT_MS / 1000}s (is a worker polling task queue '${info.taskQueue}'?)`
       : `the '${name}' query failed: ${message.split('\n')[0]}`;
     return { live: null, unavailable: why };
