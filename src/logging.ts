@@ -1,4 +1,4 @@
-import { formatWithOptions } from 'node:util';
+import { inspect } from 'node:util';
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { jsonLine } from './client/json';
 import { ConfigError } from './config';
@@ -157,10 +157,10 @@ function textLine(time: string, level: LogLevel, source: string, message: string
   for (const [key, value] of Object.entries(fields)) {
     if (value !== null && typeof value === 'object' && 'stack' in value) {
       const { stack, ...error } = value as { stack?: string };
-      parts.push(`${key}=${printable(formatWithOptions({ breakLength: Infinity }, '%o', error))}`);
+      parts.push(`${key}=${printable(inspect(error, { breakLength: Infinity, depth: 4 }))}`);
       if (stack) stacks.push(...stack.split('\n').slice(1).map((l) => `    ${printable(l.trim())}`));
     } else {
-      const text = typeof value === 'string' ? value : formatWithOptions({ breakLength: Infinity }, '%o', value);
+      const text = typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 });
       parts.push(`${key}=${printable(text)}`);
     }
   }

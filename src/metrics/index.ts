@@ -56,6 +56,7 @@ export class WorkerMetrics {
   /** Rows a replay batch reset. */
   readonly recordReplayResets: (rows: number) => void;
   private readonly tallies: CounterTally[] = [];
+  private readonly flushDurations: () => void;
   private readonly timer: NodeJS.Timeout;
 
   constructor(meter: MetricMeter, flushEveryMs = 1000) {
@@ -74,6 +75,13 @@ export class WorkerMetrics {
       undefined,
       'Delivery attempt duration, from sending the request to reading the response (or failing)',
     );
+    // Handed over with the counters, after them: a scrape never shows an attempt's duration without its count.
+    let durations: number[] = [];
+    this.flushDurations = () => {
+      const batch = durations;
+      durations = [];
+      for (const seconds of batch) duration.record(seconds);
+    };
 
     this.recordBackfill = (result, dryRun) => {
       const mode = dryRun ? 'dry_run' : 'execute';
@@ -90,7 +98,7 @@ export class WorkerMetrics {
           const reason = statusCode !== null && classifyStatus(statusCode) === 'terminal' ? 'rejected' : 'attempts_exhausted';
           deadLetters.add(reason, { reason });
         }
-        duration.record(Math.max(0, durationMs) / 1000);
+        durations.push(Math.max(0, durationMs) / 1000);
       },
     };
     this.timer = setInterval(() => this.flush(), flushEveryMs);
@@ -99,6 +107,7 @@ export class WorkerMetrics {
 
   flush(): void {
     for (const t of this.tallies) t.flush();
+    this.flushDurations();
   }
 
   close(): void {
