@@ -104,14 +104,16 @@ function queryNameOf(kind: RunKind | 'other'): string | null {
 async function queryLive(client: Client, info: RunInfo, kind: RunKind | 'other'): Promise<{ live: Live | null; unavailable: string | null }> {
   const name = queryNameOf(kind);
   if (!name) return { live: null, unavailable: null };
+  const started = Date.now();
   try {
-    const live = await client.connection.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () =>
+    const live = await client.connection.withDeadline(started + QUERY_TIMEOUT_MS, () =>
       client.workflow.getHandle(info.workflowId, info.runId).query<Live>(name),
     );
     return { live, unavailable: null };
   } catch (err) {
     const cause = (err as { cause?: { code?: number; message?: string } }).cause;
-    const timedOut = cause?.code === DEADLINE_EXCEEDED;
+    // The deadline shows as DEADLINE_EXCEEDED, or as CANCELLED when the client gives up the call itself.
+    const timedOut = cause?.code === DEADLINE_EXCEEDED || Date.now() - started >= QUERY_TIMEOUT_MS;
     const message = cause?.message ?? (err as Error).message ?? String(err);
     const why = timedOut
       ? `no worker answered the '${name}' query within ${QUERY_TIMEOUT_MS / 1000}s (is a worker polling task queue '${info.taskQueue}'?)`
