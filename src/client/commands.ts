@@ -108,7 +108,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       installWorkerRuntime({ logger, metricsAddress: opts.metricsAddress });
     } catch (err) {
       throw new RunError(
-        `[worker] cannot serve metrics on ${opts.metricsAddress} (${(err as Error).message}); ` +
+        `cannot serve metrics on ${opts.metricsAddress} (${(err as Error).message}); ` +
           'choose another --metrics-port or GOTONG_METRICS_PORT, or unset it',
       );
     }
