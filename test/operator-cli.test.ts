@@ -32,6 +32,7 @@ describe('operator commands: status, list, outbox (through the real executable)'
       ['list --limit 0', ['list', '--limit', '0'], /--limit must be a whole number >= 1/],
       ['outbox with an unknown action', ['outbox', 'purge'], /unknown command 'purge'/],
       ['outbox show without an id', ['outbox', 'show'], /missing required argument 'event-id'/],
+      ['outbox show with an unknown flag', ['outbox', 'show', 'evt_1', '--paylod'], /unknown option '--paylod'/],
       ['outbox stats --top abc', ['outbox', 'stats', '--top', 'abc'], /--top must be a whole number >= 1/],
       ['worker with a bad --metrics-port', ['worker', '--metrics-port', 'localhost:9464'], /--metrics-port localhost:9464: use a port \(9464\) or an IP address and port/],
       ['worker with a bad GOTONG_LOG_LEVEL', ['worker'], /GOTONG_LOG_LEVEL LOUD: use one of TRACE, DEBUG, INFO, WARN, ERROR/],

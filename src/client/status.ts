@@ -8,7 +8,7 @@ import {
 import type { BackfillProgress, BackfillSummary } from '../shared/backfill';
 import type { DispatcherStats } from '../shared/delivery';
 import type { ReplayProgress, ReplaySummary } from '../shared/replay';
-import type { RunbookProgress, RunbookReport } from '../shared/runbook';
+import { RUNBOOK_STEPS, type RunbookProgress, type RunbookReport } from '../shared/runbook';
 import { formatCounters } from './backfill';
 import { RunError, type Output } from './errors';
 import { jsonLine, snakeKeys } from './json';
@@ -199,7 +199,7 @@ export function countersLine(s: RunSnapshot): string {
       const p = data as Partial<RunbookProgress> & Partial<RunbookReport>;
       const step = p.currentStep ?? p.stoppedAt;
       const state = p.outcome ? `outcome=${p.outcome}` : `phase=${p.phase}`;
-      return `${state}${step ? ` step=${step}/6` : ''} baseline=${p.baseline ?? 'n/a'}`;
+      return `${state}${step ? ` step=${step}/${RUNBOOK_STEPS.length}` : ''} baseline=${p.baseline ?? 'n/a'}`;
     }
     case 'dispatcher': {
       const d = data as DispatcherStats;
