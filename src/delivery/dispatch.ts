@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import { Agent } from 'undici';
 import {
   claimDueEvents,
   type ClaimedEvent,
@@ -13,17 +12,13 @@ import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { classifyStatus, retryDelayMs } from './policy';
 import { type DeliveryTarget, postOnce, sha256Hex } from './http';
 
-export type { DeliveryTarget } from './http';
+export { createDeliveryAgent, type DeliveryTarget } from './http';
 
 export interface PassHooks {
   heartbeat(details: unknown): void;
   cancelled(): boolean;
   /** Identifies the claimant; the random part makes a retried activity a different owner than its dead predecessor. */
   leaseOwnerPrefix: string;
-}
-
-export function createDeliveryAgent(connections = 128): Agent {
-  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
 }
 
 /**
@@ -187,6 +182,8 @@ export async function deliverPass(
         request_body_sha256: sha256Hex(body),
         response_body_sha256: result.responseSha256,
         response_excerpt: result.responseExcerpt,
+        response_cut_off: result.responseCutOff,
+        redirect_location: result.location,
         started_at: result.startedAt,
         finished_at: result.finishedAt,
       });
