@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import type { ClaimedEvent } from '../db/queries';
@@ -177,8 +178,32 @@ export function readBounded(stream: Readable, limit: number): Promise<BoundedBod
   });
 }
 
-/** Marks the deadline's abort, so it is told apart from a connection that failed. */
+/** The deadline's abort reason, so it is told apart from a connection that failed. */
 class DeadlineExceeded extends Error {}
+
+/**
+ * One request's overall deadline, as the abort signal undici takes (it accepts an EventEmitter as well as an
+ * AbortSignal). An AbortController per request cost about a quarter more CPU per attempt than the request
+ * itself; this costs a timer (bench/http.bench.ts, BENCHMARKS.md).
+ */
+class Deadline extends EventEmitter {
+  aborted = false;
+  reason: Error | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(ms: number) {
+    super();
+    this.timer = setTimeout(() => {
+      this.aborted = true;
+      this.reason = new DeadlineExceeded();
+      this.emit('abort');
+    }, ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
 
 /**
  * POSTs one event, within `timeoutMs` overall: from the start (a pooled connection, connecting, sending)
@@ -189,12 +214,11 @@ class DeadlineExceeded extends Error {}
 export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
   const startedAt = Date.now();
   const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt / 1000), body);
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(new DeadlineExceeded()), timeoutMs);
+  const deadline = new Deadline(timeoutMs);
   try {
     const { origin, path, authorization } = endpointOf(target);
     if (authorization) headers.authorization = authorization;
-    const response = await target.agent.request({ origin, path, method: 'POST', headers, body, signal: deadline.signal });
+    const response = await target.agent.request({ origin, path, method: 'POST', headers, body, signal: deadline });
     const read = await readBounded(response.body, RESPONSE_READ_LIMIT);
     const status = response.statusCode;
     const retryAfter = response.headers['retry-after'];
@@ -206,7 +230,7 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
       retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
       responseSha256: empty ? EMPTY_SHA256 : sha256Hex(read.bytes),
       responseExcerpt: empty ? '' : sanitizeForText(read.bytes.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
-      responseCutOff: read.overLimit ? 'size_limit' : !read.failed ? null : deadline.signal.aborted ? 'deadline' : 'connection_lost',
+      responseCutOff: read.overLimit ? 'size_limit' : !read.failed ? null : deadline.aborted ? 'deadline' : 'connection_lost',
       location: redirect ? loggableLocation(response.headers.location) : null,
       startedAt,
       finishedAt: Date.now(),
@@ -214,7 +238,7 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
   } catch (err) {
     return {
       statusCode: null,
-      error: deadline.signal.aborted ? `timeout after ${timeoutMs} ms, before the response headers were complete` : describeNetworkError(err, timeoutMs),
+      error: deadline.aborted ? `timeout after ${timeoutMs} ms, before the response headers were complete` : describeNetworkError(err, timeoutMs),
       retryAfter: undefined,
       responseSha256: null,
       responseExcerpt: null,
@@ -224,7 +248,7 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
       finishedAt: Date.now(),
     };
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
   }
 }
 
