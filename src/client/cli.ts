@@ -178,7 +178,9 @@ export function buildProgram(out: Output): Command {
       1,
     )
     .action(async (opts: { migrate: boolean; dispatchers: number }) => {
-      await runWorker(config(), { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
+      const settings = config();
+      for (const warning of settings.warnings) out.err(`[worker] warning: ${warning}`);
+      await runWorker(settings, { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
     });
 
   program

@@ -199,6 +199,10 @@ export interface DeliveryRecord {
   request_body_sha256: string;
   response_body_sha256: string | null;
   response_excerpt: string | null;
+  /** Why the response body was read only in part ('size_limit', 'deadline', 'connection_lost'), or null. */
+  response_cut_off: string | null;
+  /** A 3xx answer's Location, sanitized and bounded; redirects are never followed. */
+  redirect_location: string | null;
   started_at: number;
   finished_at: number;
 }
@@ -221,13 +225,14 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
     const { rows } = await client.query<{ updated: string }>(
       `WITH r AS MATERIALIZED (
          SELECT r.event_id, r.status, r.status_code, r.error, r.attempt_number, r.trigger, r.duration_ms,
-                r.request_body_sha256, r.response_body_sha256, r.response_excerpt,
-                to_timestamp(r.next_attempt_at / 1000) AS next_attempt_at,
+                r.request_body_sha256, r.response_body_sha256, r.response_excerpt, r.response_cut_off,
+                r.redirect_location, to_timestamp(r.next_attempt_at / 1000) AS next_attempt_at,
                 to_timestamp(r.started_at / 1000) AS started_at, to_timestamp(r.finished_at / 1000) AS finished_at
            FROM json_to_recordset($1::json)
                 AS r(event_id text, status webhook_status, status_code int, error text, next_attempt_at float8,
                      attempt_number int, trigger text, duration_ms int, request_body_sha256 text,
-                     response_body_sha256 text, response_excerpt text, started_at float8, finished_at float8)),
+                     response_body_sha256 text, response_excerpt text, response_cut_off text,
+                     redirect_location text, started_at float8, finished_at float8)),
        outcome AS (
          UPDATE webhook_outbox o
             SET status = r.status, last_status_code = r.status_code, last_error = r.error,
@@ -240,9 +245,9 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
        logged AS (
          INSERT INTO webhook_delivery_attempts
            (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-            response_body_sha256, response_excerpt, started_at, finished_at)
+            response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at)
          SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-                response_body_sha256, response_excerpt, started_at, finished_at
+                response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at
            FROM r)
        SELECT count(*) AS updated FROM outcome`,
       [JSON.stringify(records), leaseOwner],
