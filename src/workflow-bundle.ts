@@ -32,9 +32,9 @@ function packageDirOf(rel: string): string | null {
   return parts.slice(0, at + width).join(sep);
 }
 
-const versionOf = (packageDir: string): string | null => {
+const versionOf = (root: string, packageDir: string): string | null => {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, packageDir, 'package.json'), 'utf8')) as { version?: string }).version ?? null;
+    return (JSON.parse(readFileSync(join(root, packageDir, 'package.json'), 'utf8')) as { version?: string }).version ?? null;
   } catch {
     return null;
   }
@@ -67,7 +67,7 @@ export async function buildWorkflowBundle(): Promise<{ path: string; files: numb
     if (!file.startsWith(ROOT) || !statSync(file, { throwIfNoEntry: false })?.isFile()) continue;
     const rel = relative(ROOT, file);
     const packageDir = packageDirOf(rel);
-    if (packageDir) manifest.packages[packageDir] = versionOf(packageDir) ?? 'unknown';
+    if (packageDir) manifest.packages[packageDir] = versionOf(ROOT, packageDir) ?? 'unknown';
     else manifest.files[rel] = sha256(file);
   }
   mkdirSync(dirname(WORKFLOW_BUNDLE_PATH), { recursive: true });
@@ -81,24 +81,29 @@ export async function buildWorkflowBundle(): Promise<{ path: string; files: numb
   };
 }
 
-/** The prebuilt bundle if it was built from the code this worker would bundle now, else why not. */
-export function prebuiltWorkflowBundle(): { codePath: string } | { stale: string } {
-  if (!existsSync(WORKFLOW_BUNDLE_MANIFEST_PATH) || !existsSync(WORKFLOW_BUNDLE_PATH)) return { stale: 'no prebuilt workflow bundle' };
+/**
+ * The prebuilt bundle if it was built from the code this worker would bundle now, else why not.
+ * Costs a hash of the few dozen project files the bundle was built from (a few milliseconds).
+ */
+export function prebuiltWorkflowBundle(root = ROOT): { codePath: string } | { stale: string } {
+  const bundlePath = join(root, relative(ROOT, WORKFLOW_BUNDLE_PATH));
+  const manifestPath = join(root, relative(ROOT, WORKFLOW_BUNDLE_MANIFEST_PATH));
+  if (!existsSync(manifestPath) || !existsSync(bundlePath)) return { stale: 'no prebuilt workflow bundle' };
   let manifest: Manifest;
   try {
-    manifest = JSON.parse(readFileSync(WORKFLOW_BUNDLE_MANIFEST_PATH, 'utf8')) as Manifest;
+    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
   } catch (err) {
-    return { stale: `unreadable ${relative(ROOT, WORKFLOW_BUNDLE_MANIFEST_PATH)}: ${(err as Error).message}` };
+    return { stale: `unreadable ${relative(root, manifestPath)}: ${(err as Error).message}` };
   }
   if (Object.keys(manifest.files ?? {}).length === 0) return { stale: 'the workflow bundle manifest lists no files' };
   for (const [file, hash] of Object.entries(manifest.files)) {
-    const path = join(ROOT, file);
+    const path = join(root, file);
     if (!existsSync(path) || sha256(path) !== hash) return { stale: `${file} changed since the workflow bundle was built` };
   }
   for (const [dir, version] of Object.entries(manifest.packages ?? {})) {
-    if (versionOf(dir) !== version) return { stale: `${dir} is no longer ${version}` };
+    if (versionOf(root, dir) !== version) return { stale: `${dir} is no longer ${version} since the workflow bundle was built` };
   }
-  return { codePath: WORKFLOW_BUNDLE_PATH };
+  return { codePath: bundlePath };
 }
 
 if (require.main === module) {

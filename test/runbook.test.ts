@@ -287,9 +287,16 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         await new Promise((r) => setTimeout(r, 1000));
         assert.ok(await atGate(1)());
         assert.deepEqual(await statusCounts(h.pool), {});
-        // A decision for another gate is ignored.
-        await handle.signal('approve', { step: 4 });
-        await new Promise((r) => setTimeout(r, 300));
+        // A signal for another gate is refused, and the run shows why.
+        await handle.signal('approve', { step: 4, reason: 'too early' });
+        await waitFor('the refused signal in progress', async () => (await handle.query<RunbookProgress>('progress')).lastRefusedDecision !== null);
+        assert.deepEqual((await handle.query<RunbookProgress>('progress')).lastRefusedDecision, {
+          decision: 'approve',
+          via: 'signal',
+          step: 4,
+          reason: 'too early',
+          refusal: 'the run waits at the gate after step 1 (backfill dry-run), not at the gate after step 4',
+        });
         assert.ok(await atGate(1)());
 
         await run(h.temporalCli, ['workflow', 'signal', '--address', h.env.address, '--namespace', 'default', '--workflow-id', handle.workflowId, '--name', 'approve']);
@@ -301,14 +308,15 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         const report = await handle.result();
         assert.equal(report.outcome, 'completed');
         assert.equal(report.steps[0]!.gate?.approvedBy, 'operator');
-        assert.deepEqual(report.steps[3]!.gate, { approvedBy: 'operator', reason: 'receiver fixed' });
+        assert.deepEqual(report.steps[0]!.gate, { failedRatio: 0, maxFailedRatio: 0.01, approvedBy: 'operator', decidedVia: 'signal' });
+        assert.deepEqual(report.steps[3]!.gate, { approvedBy: 'operator', decidedVia: 'update', reason: 'receiver fixed' });
         assert.deepEqual(await statusCounts(h.pool), { delivered: 50 });
       } finally {
         fixed = true;
       }
       const late = await runCli(['approve', handle.workflowId]);
       assert.equal(late.code, 1);
-      assert.match(late.stderr, /is not waiting for approval \(phase completed\); nothing sent/);
+      assert.equal(late.stderr, '[approve] refused: the run is not waiting at a gate: it has completed\n');
     });
   });
 

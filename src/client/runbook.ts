@@ -447,9 +447,12 @@ export async function runGateDecision(
         `${label} no worker is polling task queue '${description.taskQueue}', so the run cannot answer; start one ('gotong-worker worker') and try again; nothing sent`,
       );
     }
+    // Without --step the decision names the gate the run waits at now, so a late or concurrent decision is
+    // refused as "already decided" rather than passing the next gate.
+    const step = opts.step ?? (await gateWaitingNow(handle));
     let answer: GateAnswer;
     try {
-      answer = await handle.executeUpdate<GateAnswer, [GateDecision]>(decision, { args: [{ step: opts.step, reason: opts.reason }] });
+      answer = await handle.executeUpdate<GateAnswer, [GateDecision]>(decision, { args: [{ step, reason: opts.reason }] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new RunError(`${label} refused: ${err.cause?.message ?? err.message}`);
       if (err instanceof WorkflowNotFoundError) throw new RunError(`${label} refused: the run closed before it answered`);
@@ -458,6 +461,15 @@ export async function runGateDecision(
     out.log(`${label} ${answer.decision} the gate after step ${answer.step} (${answer.name}) of ${workflowId}`);
   } finally {
     await connection.close();
+  }
+}
+
+async function gateWaitingNow(handle: WorkflowHandle): Promise<number | undefined> {
+  try {
+    const progress = await handle.query<RunbookProgress>('progress');
+    return progress.phase === 'awaiting-approval' ? (progress.currentStep ?? undefined) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
