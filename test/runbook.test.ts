@@ -377,6 +377,12 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         assert.equal(result.stdout, '');
       });
     }
+    it('approve --step that is not a step number', async () => {
+      const result = await runCli(['approve', 'webhook-runbook/x', '--step', 'first'], NOWHERE);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /--step must be a whole number >= 1/);
+      assert.equal(result.stdout, '');
+    });
     it('webhook-runbook without --file, or with a missing file', async () => {
       const missing = await runCli(['webhook-runbook'], NOWHERE);
       assert.equal(missing.code, 2);
