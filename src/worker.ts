@@ -1,10 +1,11 @@
 import type { Client } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
 import type { DeliveryTarget } from './delivery/dispatch';
 import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
 import type { webhookDispatcher } from './workflows/dispatcher';
+import { prebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflow-bundle';
 
 export interface WorkerSetup {
   connection: NativeConnection;
@@ -12,8 +13,16 @@ export interface WorkerSetup {
   taskQueue: string;
   pool: Pool;
   delivery?: DeliveryTarget;
-  /** A prebuilt bundle (tests build one per suite); otherwise the workflows are bundled at start. */
+  /** A bundle to use (tests build one per suite); otherwise the one `npm run build` wrote, if still current. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+}
+
+/** The bundle `npm run build` wrote while it matches the code; else bundling at start (development), saying why. */
+function workflowCode(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const prebuilt = prebuiltWorkflowBundle();
+  if ('codePath' in prebuilt) return { workflowBundle: prebuilt };
+  Runtime.instance().logger.warn(`${prebuilt.stale}: bundling the workflows at start ('npm run build' prebuilds them)`);
+  return { workflowsPath: WORKFLOWS_PATH };
 }
 
 export async function createWorker(setup: WorkerSetup): Promise<Worker> {
@@ -21,9 +30,7 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     connection: setup.connection,
     namespace: setup.namespace,
     taskQueue: setup.taskQueue,
-    ...(setup.workflowBundle
-      ? { workflowBundle: setup.workflowBundle }
-      : { workflowsPath: require.resolve('./workflows') }),
+    ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : workflowCode()),
     activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
     // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,

@@ -5,8 +5,9 @@ import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
 import { BackfillFileError, fingerprintFile, runBackfillBatch } from '../backfill/batch';
-import { analyzeOutbox, forgetDryRunEvents, outboxMetrics, previewReplay } from '../db/queries';
-import type { OutboxMetrics } from '../shared/runbook';
+import { analyzeOutbox, finishRunbookRun, forgetDryRunEvents, outboxMetrics, previewReplay } from '../db/queries';
+import { beginProcedure } from '../runbook/procedure';
+import type { BeginRunbookInput, FinishRunbookInput, OutboxMetrics, RunbookProcedure } from '../shared/runbook';
 import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
 
 export interface ActivityDeps {
@@ -86,6 +87,15 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
         deadLetters: Number(row.dead_letters),
         run: run ? { waiting: Number(row.waiting), deadLettered: Number(row.dead_lettered) } : null,
       };
+    },
+
+    /** Records a run of the runbook, and finds the earlier run it continues and the baseline it keeps. */
+    async beginRunbook(input: BeginRunbookInput): Promise<RunbookProcedure> {
+      return beginProcedure(pool, input);
+    },
+
+    async finishRunbook(input: FinishRunbookInput): Promise<void> {
+      await finishRunbookRun(pool, input.runKey, input.outcome, input.stoppedAt, input.reason);
     },
   };
 }

@@ -145,13 +145,16 @@ export function buildProgram(out: Output): Command {
     program
       .command(decision)
       .description(
-        decision === 'approve'
+        (decision === 'approve'
           ? 'Let a webhook-runbook run that waits at a gate (--approval manual) go on to its next step.'
-          : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.',
+          : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.') +
+          '\nThe run answers which gate it decided, or why it refused (not at a gate, another gate, already decided):\n' +
+          'the first decision at a gate wins. Exit code 1 when refused.',
       )
       .argument('<workflow-id>', 'the runbook\'s workflow id, as webhook-runbook printed it')
+      .option('--step <n>', 'the gate meant, by the step it follows (1 or 4); refused if the run waits at another', positiveInt('--step'))
       .option('--reason <text>', 'recorded in the run with the decision')
-      .action(async (workflowId: string, opts: { reason?: string }) => {
+      .action(async (workflowId: string, opts: { step?: number; reason?: string }) => {
         await runGateDecision(decision, workflowId, opts, out);
       });
   }

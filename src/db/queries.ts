@@ -449,3 +449,69 @@ export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'l
   );
   return rows[0]!;
 }
+
+export interface RunbookRunRow {
+  run_key: string;
+  procedure_key: string;
+  workflow_id: string;
+  workflow_run_id: string;
+  baseline: string;
+  baseline_from: 'measured' | 'option' | 'earlier-run';
+  continues: string | null;
+  outcome: 'running' | 'completed' | 'stopped' | 'cancelled';
+  stopped_at: number | null;
+  reason: string | null;
+  started_at: Date;
+}
+
+/** Serialises the runs that begin on one procedure, until the caller's transaction ends. */
+export async function lockRunbookProcedure(client: PoolClient, procedureKey: string): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`runbook:${procedureKey}`]);
+}
+
+export async function findRunbookRun(client: PoolClient, runKey: string): Promise<RunbookRunRow | null> {
+  const { rows } = await client.query<RunbookRunRow>('SELECT * FROM runbook_runs WHERE run_key = $1', [runKey]);
+  return rows[0] ?? null;
+}
+
+export async function latestRunbookRun(client: PoolClient, procedureKey: string): Promise<RunbookRunRow | null> {
+  const { rows } = await client.query<RunbookRunRow>(
+    'SELECT * FROM runbook_runs WHERE procedure_key = $1 ORDER BY started_at DESC LIMIT 1',
+    [procedureKey],
+  );
+  return rows[0] ?? null;
+}
+
+export async function countDeadLetters(client: PoolClient): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE status = 'dead_letter'`);
+  return Number(rows[0]!.n);
+}
+
+export async function insertRunbookRun(
+  client: PoolClient,
+  row: Pick<RunbookRunRow, 'run_key' | 'procedure_key' | 'workflow_id' | 'workflow_run_id' | 'baseline_from' | 'continues'> & { baseline: number },
+): Promise<void> {
+  await client.query(
+    `INSERT INTO runbook_runs (run_key, procedure_key, workflow_id, workflow_run_id, baseline, baseline_from, continues)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [row.run_key, row.procedure_key, row.workflow_id, row.workflow_run_id, row.baseline, row.baseline_from, row.continues],
+  );
+}
+
+/** A reset run keeps its run key; the row points at the newest run of it. */
+export async function setRunbookRunId(client: PoolClient, runKey: string, workflowRunId: string): Promise<void> {
+  await client.query('UPDATE runbook_runs SET workflow_run_id = $2 WHERE run_key = $1', [runKey, workflowRunId]);
+}
+
+export async function finishRunbookRun(
+  pool: Pool,
+  runKey: string,
+  outcome: 'completed' | 'stopped' | 'cancelled',
+  stoppedAt: number | null,
+  reason: string | null,
+): Promise<void> {
+  await pool.query(
+    'UPDATE runbook_runs SET outcome = $2, stopped_at = $3, reason = $4, finished_at = now() WHERE run_key = $1',
+    [runKey, outcome, stoppedAt, reason],
+  );
+}

@@ -22,7 +22,6 @@ import {
   ZERO_COUNTERS,
 } from '../shared/backfill';
 import { BATCH_ACTIVITY_OPTIONS } from './options';
-import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
@@ -96,7 +95,6 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
-    reportProgressToParent('backfill', counters);
     if (result.created > 0 && !input.dryRun && !dispatcherWoken) {
       dispatcherWoken = true;
       wakeDispatcher();

@@ -18,7 +18,6 @@ import {
   ZERO_REPLAY,
 } from '../shared/replay';
 import { BATCH_ACTIVITY_OPTIONS } from './options';
-import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
 export const replayProgressQuery = defineQuery<ReplayProgress>('progress');
@@ -78,7 +77,6 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     };
     batches += 1;
     batchesThisRun += 1;
-    reportProgressToParent('replay', counters);
     if (result.replayed > 0 && !woke) {
       woke = true;
       wakeDispatcher();
