@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { DispatcherOptions } from './shared/delivery';
+import { parseInputRoots } from './input-files';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -47,6 +48,8 @@ export interface AppConfig {
   webhook?: { url: string; secret: string; previousSecret?: string };
   /** Dispatcher settings given in the environment; unset ones take the dispatcher's defaults. */
   dispatcher: Partial<DispatcherOptions>;
+  /** GOTONG_INPUT_ROOTS: the only directories workers read input files from (and the CLI checks against). */
+  inputRoots: string[];
 }
 
 export class ConfigError extends Error {}
@@ -61,6 +64,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const d = parsed.data;
   if (d.WEBHOOK_URL && !d.WEBHOOK_SECRET) {
     throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not; set the signing secret (deliveries are always signed)');
+  }
+  let inputRoots: string[];
+  try {
+    inputRoots = parseInputRoots(env.GOTONG_INPUT_ROOTS);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
   }
   const dispatcher: Partial<DispatcherOptions> = {};
   if (d.WEBHOOK_TIMEOUT_MS !== undefined) dispatcher.requestTimeoutMs = d.WEBHOOK_TIMEOUT_MS;
@@ -80,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         ? { url: d.WEBHOOK_URL, secret: d.WEBHOOK_SECRET, previousSecret: d.WEBHOOK_PREVIOUS_SECRET }
         : undefined,
     dispatcher,
+    inputRoots,
   };
 }
 

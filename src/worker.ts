@@ -12,6 +12,8 @@ export interface WorkerSetup {
   taskQueue: string;
   pool: Pool;
   delivery?: DeliveryTarget;
+  /** Directories input files may be read from; default: GOTONG_INPUT_ROOTS, else its documented default. */
+  inputRoots?: readonly string[];
   /** A prebuilt bundle (tests build one per suite); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -24,9 +26,12 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     ...(setup.workflowBundle
       ? { workflowBundle: setup.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
+    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, inputRoots: setup.inputRoots }),
     // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,
+    // Heartbeats reach the server every 3 s (not 80% of the timeout): a run's cancellation reaches its
+    // batch within seconds, and a heartbeat is never late because one report waited out the throttle.
+    maxHeartbeatThrottleInterval: '3 seconds',
   });
 }
 

@@ -15,6 +15,7 @@ import {
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
+import { printable } from './text';
 import { connectClient, startOrAttach } from './watch';
 
 export interface RunbookCommandOptions {
@@ -112,7 +113,7 @@ function stepFigures(s: RunbookStep): string {
     parts.push(`created=${v.created} delivered=${v.delivered} dead_lettered=${v.deadLettered} waiting=${v.waiting} success_rate=${percent(v.successRate)}`);
   }
   if (s.confirm) parts.push(`dead_letter=${s.confirm.deadLetters} baseline=${s.confirm.baseline} replayed_waiting=${s.confirm.replayWaiting}`);
-  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${s.gate.reason})` : ''}`);
+  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${printable(s.gate.reason)})` : ''}`);
   return parts.join(' ');
 }
 
@@ -126,7 +127,7 @@ export function formatStepLine(s: RunbookStep, workflowId: string): string {
     case 'failed':
     case 'rejected':
     case 'skipped':
-      return `${head}: ${s.message ?? ''}`;
+      return `${head}: ${printable(s.message ?? '')}`;
     default:
       return `${head} ${stepFigures(s)}`.trimEnd();
   }

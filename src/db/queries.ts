@@ -388,16 +388,21 @@ export async function replaySelectAndReset(
 /**
  * Runs one batch exactly once: `work` and the ledger row commit in one transaction, under a lock on
  * (run, batch); a batch already in the ledger returns what it recorded without running again.
+ * Two attempts of one batch (a retry beside an attempt Temporal gave up on) are serialised by the lock:
+ * the later one waits for the earlier one's commit or rollback, then finds its ledger row or does the work.
+ * When `signal` aborts (the activity was cancelled or timed out) the batch rolls back instead of committing.
  */
 export async function onceInLedger<T>(
   pool: Pool,
   runKey: string,
   batchKey: string,
   work: (client: PoolClient) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const recorded = await readLedger<T>(pool, runKey, batchKey);
   if (recorded) return recorded;
   const client = await pool.connect();
+  // Statement cancellation on abort (src/db/pool.ts) plugs in here, for `client`, while this transaction is open.
   try {
     await client.query('BEGIN');
     await lockBatch(client, runKey, batchKey);
@@ -408,6 +413,27 @@ export async function onceInLedger<T>(
     }
     const result = await work(client);
     await writeLedger(client, runKey, batchKey, result);
+    signal?.throwIfAborted();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * What a batch committed, if it did: waits for any transaction still running that batch (an attempt that
+ * was cancelled or lost with its worker) to commit or roll back, then reads the ledger.
+ */
+export async function settledBatch<T>(pool: Pool, runKey: string, batchKey: string): Promise<T | null> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, runKey, batchKey);
+    const result = await readLedger<T>(client, runKey, batchKey);
     await client.query('COMMIT');
     return result;
   } catch (err) {
