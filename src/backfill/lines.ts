@@ -19,6 +19,7 @@ const READ_CHUNK = 1024 * 1024;
 /** Lines per yield: a read of 1 MiB of newlines is a million lines, not a million objects at once. */
 const MAX_LINES_PER_YIELD = 8192;
 const HEAD_BYTES = 1024;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads physical lines of an opened file from `startOffset` up to `endOffset`, in memory bounded by what
@@ -67,7 +68,7 @@ export async function* readLineChunks(
     for (;;) {
       const nl = chunk.indexOf(NEWLINE, from);
       if (nl === -1 || nl >= bytesRead) break;
-      lines.push(finishLine(chunk.subarray(from, nl), position + nl + 1));
+      lines.push(finishLine(nl === from ? EMPTY : chunk.subarray(from, nl), position + nl + 1));
       from = nl + 1;
       if (lines.length >= MAX_LINES_PER_YIELD) {
         yield lines;
@@ -97,8 +98,11 @@ const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 export type DecodedLine = { kind: 'blank' } | { kind: 'text'; text: string } | { kind: 'invalid'; reason: string };
 
 /** Strips a BOM and a CR, and tells blank lines (skipped, not counted) from the rest. */
+const BLANK: DecodedLine = { kind: 'blank' };
+
 export function decodeLine(bytes: Buffer | null, maxLineBytes: number): DecodedLine {
   if (bytes === null) return { kind: 'invalid', reason: `line is longer than ${maxLineBytes} bytes` };
+  if (bytes.length === 0) return BLANK;
   let start = 0;
   let end = bytes.length;
   if (end - start >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) start = 3;
@@ -107,7 +111,7 @@ export function decodeLine(bytes: Buffer | null, maxLineBytes: number): DecodedL
   // isUtf8 + toString is several times cheaper per line than a fatal TextDecoder.
   if (!isUtf8(body)) return { kind: 'invalid', reason: 'line is not valid UTF-8' };
   const text = body.toString('utf8');
-  if (text.trim() === '') return { kind: 'blank' };
+  if (text.trim() === '') return BLANK;
   return { kind: 'text', text };
 }
 

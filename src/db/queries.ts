@@ -84,9 +84,19 @@ export async function insertFailedLines(
   );
 }
 
-/** Serialises two executions of the same batch (a retry racing a slow original) for this transaction. */
-export async function lockBatch(client: PoolClient, runKey: string, batchKey: string): Promise<void> {
-  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${runKey}\u0001${batchKey}`]);
+/**
+ * Serialises two executions of the same batch (a retry racing a slow original) for this transaction.
+ * Tried rather than waited for in one statement: between tries the connection is idle, so an attempt whose
+ * worker died lets go at once (PostgreSQL sees the connection close), and one that is cancelled stops waiting.
+ */
+export async function lockBatch(client: PoolClient, runKey: string, batchKey: string, signal?: AbortSignal): Promise<void> {
+  const key = `${runKey}\u0001${batchKey}`;
+  for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 500)) {
+    const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`, [key]);
+    if (rows[0]!.locked) return;
+    signal?.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
 }
 
 export async function readLedger<T>(db: Pool | PoolClient, runKey: string, batchKey: string): Promise<T | null> {
@@ -405,7 +415,7 @@ export async function onceInLedger<T>(
   // Statement cancellation on abort (src/db/pool.ts) plugs in here, for `client`, while this transaction is open.
   try {
     await client.query('BEGIN');
-    await lockBatch(client, runKey, batchKey);
+    await lockBatch(client, runKey, batchKey, signal);
     const raced = await readLedger<T>(client, runKey, batchKey);
     if (raced) {
       await client.query('COMMIT');
