@@ -4,6 +4,7 @@ import {
   CancelledFailure,
   condition,
   isCancellation,
+  patched,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -26,7 +27,7 @@ import {
 } from '../shared/backfill';
 import { backfillBatchKey } from '../shared/batch-keys';
 import { backfillInputProblem } from '../shared/input-checks';
-import { BATCH_ACTIVITY_OPTIONS } from './options';
+import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
@@ -35,6 +36,7 @@ export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
 const { inspectBackfillFile, processBackfillBatch, finishBackfill, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Reads an NDJSON file into the outbox batch by batch. Counters live here and come back in the
@@ -65,6 +67,10 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     paused = false;
   });
 
+  // Runs started before cancellation settled the batch in flight replay as they ran.
+  const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
+  const runBatch = settlesCancelledBatch ? processBackfillBatch : preSettle.processBackfillBatch;
+
   if (!state) {
     const fingerprint = await inspectBackfillFile(input.path);
     state = { fingerprint, offset: 0, nextLine: 1, batches: 0, counters, paused };
@@ -82,7 +88,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     }
     let result: BackfillBatchResult;
     try {
-      result = await processBackfillBatch({
+      result = await runBatch({
         runKey: input.runKey,
         workflowId: workflowInfo().workflowId,
         path: input.path,
@@ -94,7 +100,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
         maxAttempts: input.maxAttempts,
       });
     } catch (err) {
-      if (!CancellationScope.current().consideredCancelled) throw err;
+      if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
       // Cancelled with this batch in flight. Its attempt has ended, but a lost one may still hold its
       // transaction: wait for it to end and count the batch if it committed, so the counters this run ends
       // with are exactly what the outbox and the ledger hold.

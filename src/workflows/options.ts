@@ -17,3 +17,16 @@ export const BATCH_ACTIVITY_OPTIONS: ActivityOptions = {
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 };
+
+/**
+ * What runs started before cancellation waited for the batch in flight used (TRY_CANCEL, no settling).
+ * Such runs keep it when they replay, behind the `settle-cancelled-batch` patch of webhookBackfill and
+ * webhookReplayDlq; drop both once no such run is open and their histories leave the replay tests.
+ */
+export const PRE_SETTLE_BATCH_ACTIVITY_OPTIONS: ActivityOptions = {
+  ...BATCH_ACTIVITY_OPTIONS,
+  cancellationType: ActivityCancellationType.TRY_CANCEL,
+};
+
+/** Patch id guarding the cancellation that waits for, and settles, the batch in flight. */
+export const SETTLE_CANCELLED_BATCH = 'settle-cancelled-batch';

@@ -4,6 +4,7 @@ import {
   CancelledFailure,
   condition,
   isCancellation,
+  patched,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -24,7 +25,7 @@ import {
 } from '../shared/replay';
 import { replayBatchKey } from '../shared/batch-keys';
 import { replayInputProblem } from '../shared/input-checks';
-import { BATCH_ACTIVITY_OPTIONS } from './options';
+import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
@@ -33,6 +34,7 @@ export const replayPauseSignal = defineSignal('pause');
 export const replayResumeSignal = defineSignal('resume');
 
 const { previewReplay, replayBatch, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Resets matching outbox rows (dead letters by default) to pending and due, in batches, each batch
@@ -57,6 +59,10 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
   setHandler(replayResumeSignal, () => {
     paused = false;
   });
+
+  // Runs started before cancellation settled the batch in flight replay as they ran.
+  const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
+  const runBatch = settlesCancelledBatch ? replayBatch : preSettle.replayBatch;
 
   if (input.dryRun) {
     const preview: ReplayPreview = await previewReplay({ filter: input.filter, limit: input.limit });
@@ -89,9 +95,9 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     };
     let result: ReplayBatchResult;
     try {
-      result = await replayBatch({ runKey: input.runKey, batchNumber: batches, filter: input.filter, size });
+      result = await runBatch({ runKey: input.runKey, batchNumber: batches, filter: input.filter, size });
     } catch (err) {
-      if (!CancellationScope.current().consideredCancelled) throw err;
+      if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
       // Cancelled with this batch in flight: count it if it committed (see webhookBackfill).
       const committed = (await CancellationScope.nonCancellable(() =>
         settleBatch({ runKey: input.runKey, batchKey: replayBatchKey(batches) }),
