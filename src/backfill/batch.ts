@@ -74,52 +74,43 @@ export async function runBackfillBatch(
   const recorded = await readLedger<BackfillBatchResult>(pool, input.runKey, batchKey);
   if (recorded) return recorded;
 
+  hooks.throwIfCancelled();
   const file = await openForBatch(input, roots);
-  try {
-    hooks.throwIfCancelled();
-    return await onceInLedger(
-      pool,
-      input.runKey,
-      batchKey,
-      async (client) => {
-        const tally: BatchTally = {
-          failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
-          processed: 0,
-          linesConsumed: 0,
-          endOffset: input.startOffset,
-        };
-        let created = 0;
-        let duplicates = 0;
-        // PostgreSQL writes one slice while this process parses the next: the two cores work at once.
-        let writing: Promise<{ created: number; duplicates: number }> | undefined;
-        for await (const slice of parseBatch(file, input, hooks, tally)) {
-          if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
-          hooks.throwIfCancelled();
-          writing = writeCandidates(client, input, slice, tally.failed);
-          // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
-          writing.catch(() => undefined);
-        }
-        if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
-        await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
-        // Written in place while this batch read it: roll back rather than commit lines read half old, half new.
-        const problem = identityProblem(input.fingerprint, await restat(file));
-        if (problem) throw new BackfillFileError(`${input.path} ${problem}; start a new run on a file that is no longer being written`);
-        const result: BackfillBatchResult = {
-          processed: tally.processed,
-          created,
-          enqueued: created,
-          duplicates,
-          failed: tally.failed.line_number.length,
-          endOffset: tally.endOffset,
-          linesConsumed: tally.linesConsumed,
-        };
-        return result;
-      },
-      hooks.signal,
-    );
-  } finally {
-    await file.handle.close();
-  }
+
+  return onceInLedger(pool, input.runKey, batchKey, async (client) => {
+    const tally: BatchTally = {
+      failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
+      processed: 0,
+      linesConsumed: 0,
+      endOffset: input.startOffset,
+    };
+    let created = 0;
+    let duplicates = 0;
+    // PostgreSQL writes one slice while this process parses the next: the two cores work at once.
+    let writing: Promise<{ created: number; duplicates: number }> | undefined;
+    for await (const slice of parseBatch(file, input, hooks, tally)) {
+      if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
+      hooks.throwIfCancelled();
+      writing = writeCandidates(client, input, slice, tally.failed);
+      // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
+      writing.catch(() => undefined);
+    }
+    if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
+    await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
+    // Written in place while this batch read it: roll back rather than commit lines read half old, half new.
+    const changed = identityProblem(input.fingerprint, await restat(file));
+    if (changed) throw new BackfillFileError(`${input.path} ${changed}; start a new run on a file that is no longer being written`);
+    const result: BackfillBatchResult = {
+      processed: tally.processed,
+      created,
+      enqueued: created,
+      duplicates,
+      failed: tally.failed.line_number.length,
+      endOffset: tally.endOffset,
+      linesConsumed: tally.linesConsumed,
+    };
+    return result;
+  }, hooks.signal).finally(() => file.handle.close());
 }
 
 function addWritten(a: { created: number; duplicates: number }, b: { created: number; duplicates: number }) {
@@ -171,22 +162,25 @@ async function* parseBatch(
       tally.endOffset = line.nextOffset;
       bytes += line.byteLength;
       const decoded = decodeLine(line.bytes, BACKFILL_LIMITS.maxLineBytes);
-      if (decoded.kind !== 'blank') {
-        tally.processed += 1;
-        sliceLines += 1;
-        if (decoded.kind === 'invalid') {
-          addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes ?? line.head ?? null);
+      if (decoded.kind === 'blank') {
+        // Blank lines are not processed, but they are read: they count toward the batch's bytes.
+        if (bytes >= BACKFILL_LIMITS.maxBatchBytes) break reading;
+        continue;
+      }
+      tally.processed += 1;
+      sliceLines += 1;
+      if (decoded.kind === 'invalid') {
+        addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes ?? line.head ?? null);
+      } else {
+        const verdict = validateLine(decoded.text);
+        if (verdict.ok) {
+          const candidate = verdict.fields as Candidate;
+          candidate.payload = verdict.payload;
+          candidate.lineNumber = line.lineNumber;
+          candidate.byteOffset = line.byteOffset;
+          slice.push(candidate);
         } else {
-          const verdict = validateLine(decoded.text);
-          if (verdict.ok) {
-            const candidate = verdict.fields as Candidate;
-            candidate.payload = verdict.payload;
-            candidate.lineNumber = line.lineNumber;
-            candidate.byteOffset = line.byteOffset;
-            slice.push(candidate);
-          } else {
-            addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
-          }
+          addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
         }
       }
       if (tally.processed >= input.batchSize || bytes >= BACKFILL_LIMITS.maxBatchBytes) break reading;
