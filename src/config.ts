@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
 import { parseSigningSecret, SigningSecretError } from './delivery/signing';
 import { DEFAULT_DISPATCHER_OPTIONS, type DispatcherOptions } from './shared/delivery';
+import { parseInputRoots } from './input-files';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -87,6 +88,8 @@ export interface AppConfig {
   dispatcher: Partial<DispatcherOptions>;
   /** Settings that work but should be changed (a short plain secret), one line each, never quoting a secret. */
   warnings: string[];
+  /** GOTONG_INPUT_ROOTS: the only directories workers read input files from (and the CLI checks against). */
+  inputRoots: string[];
 }
 
 export class ConfigError extends Error {}
@@ -114,6 +117,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     const warning = secret === undefined ? null : parseSigningSecret(secret).warning;
     if (warning) warnings.push(`${name} ${warning}`);
   }
+  let inputRoots: string[];
+  try {
+    inputRoots = parseInputRoots(env.GOTONG_INPUT_ROOTS);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   const dispatcher: Partial<DispatcherOptions> = {};
   if (d.WEBHOOK_TIMEOUT_MS !== undefined) dispatcher.requestTimeoutMs = d.WEBHOOK_TIMEOUT_MS;
   if (d.WEBHOOK_CONCURRENCY !== undefined) dispatcher.concurrency = d.WEBHOOK_CONCURRENCY;
@@ -133,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         : undefined,
     dispatcher,
     warnings,
+    inputRoots,
   };
 }
 

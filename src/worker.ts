@@ -13,6 +13,8 @@ export interface WorkerSetup {
   taskQueue: string;
   pool: Pool;
   delivery?: DeliveryTarget;
+  /** Directories input files may be read from; default: GOTONG_INPUT_ROOTS, else its documented default. */
+  inputRoots?: readonly string[];
   /** A bundle to use (tests build one per suite); otherwise the one `npm run build` wrote, if still current. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -31,9 +33,12 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     namespace: setup.namespace,
     taskQueue: setup.taskQueue,
     ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : workflowCode()),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
+    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, inputRoots: setup.inputRoots }),
     // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,
+    // Heartbeats reach the server every 3 s (not 80% of the timeout): a run's cancellation reaches its
+    // batch within seconds, and a heartbeat is never late because one report waited out the throttle.
+    maxHeartbeatThrottleInterval: '3 seconds',
   });
 }
 

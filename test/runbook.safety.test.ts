@@ -1,3 +1,4 @@
+import { inputRootsFromEnvironment } from '../src/input-files';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -29,7 +30,7 @@ async function markDeadLetters(pool: Pool, prefix: string, count: number, maxAtt
 
 /** Step 2's ledger key: the procedure's (the file's path and fingerprint), whichever run executes it. */
 async function backfillKey(path: string): Promise<string> {
-  return `${procedureKey(path, await fingerprintFile(path))}/step-2`;
+  return `${procedureKey(path, await fingerprintFile(path, inputRootsFromEnvironment()))}/step-2`;
 }
 
 const lines = (r: CliResult) => r.stdout.trimEnd().split('\n');

@@ -1,3 +1,4 @@
+import { inputRootsFromEnvironment } from '../src/input-files';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -18,7 +19,7 @@ const SECRET = 'runbook-test-secret';
 
 /** Step 2's ledger key: the procedure's (the file's path and fingerprint), whichever run executes it. */
 async function procedureBackfillKey(path: string): Promise<string> {
-  return `${procedureKey(path, await fingerprintFile(path))}/step-2`;
+  return `${procedureKey(path, await fingerprintFile(path, inputRootsFromEnvironment()))}/step-2`;
 }
 const run = promisify(execFile);
 

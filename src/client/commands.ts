@@ -1,3 +1,4 @@
+import { delimiter } from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
@@ -9,6 +10,7 @@ import { createWorker, ensureDispatchers } from '../worker';
 import { createDeliveryAgent } from '../delivery/dispatch';
 import { Client, Connection } from '@temporalio/client';
 import { RunError, type Output } from './errors';
+import { printable } from './text';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
   try {
@@ -55,7 +57,8 @@ export async function runFailedLines(
           }),
         );
       } else {
-        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${row.reason}\n    ${row.excerpt}`);
+        // Reasons and excerpts quote the file: a hostile line must not drive the operator's terminal.
+        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${printable(row.reason)}\n    ${printable(row.excerpt)}`);
       }
     }
   } finally {
@@ -99,8 +102,16 @@ export async function runWorker(
               agent,
             }
           : undefined;
-      const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool, delivery });
+      const worker = await createWorker({
+        connection,
+        namespace: target.namespace,
+        taskQueue: config.taskQueue,
+        pool,
+        delivery,
+        inputRoots: config.inputRoots,
+      });
       out.err(`[worker] polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`);
+      out.err(`[worker] reads input files only below ${config.inputRoots.join(delimiter)} (GOTONG_INPUT_ROOTS)`);
       const running = worker.run();
       if (!config.webhook) {
         out.err('[worker] delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');

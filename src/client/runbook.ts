@@ -26,6 +26,7 @@ import {
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
+import { printable } from './text';
 import { connectClient, startOrAttach } from './watch';
 
 export interface RunbookCommandOptions {
@@ -123,7 +124,7 @@ function stepFigures(s: RunbookStep): string {
     parts.push(`created=${v.created} delivered=${v.delivered} dead_lettered=${v.deadLettered} waiting=${v.waiting} success_rate=${percent(v.successRate)}`);
   }
   if (s.confirm) parts.push(`dead_letter=${s.confirm.deadLetters} baseline=${s.confirm.baseline} replayed_waiting=${s.confirm.replayWaiting}`);
-  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${s.gate.reason})` : ''}`);
+  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${printable(s.gate.reason)})` : ''}`);
   return parts.join(' ');
 }
 
@@ -138,7 +139,7 @@ export function formatStepLine(s: RunbookStep, workflowId: string): string {
     case 'rejected':
     case 'cancelled':
     case 'skipped':
-      return `${head}: ${s.message ?? ''}`;
+      return `${head}: ${printable(s.message ?? '')}`;
     default:
       return `${head} ${stepFigures(s)}`.trimEnd();
   }

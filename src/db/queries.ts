@@ -84,9 +84,19 @@ export async function insertFailedLines(
   );
 }
 
-/** Serialises two executions of the same batch (a retry racing a slow original) for this transaction. */
-export async function lockBatch(client: PoolClient, runKey: string, batchKey: string): Promise<void> {
-  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${runKey}\u0001${batchKey}`]);
+/**
+ * Serialises two executions of the same batch (a retry racing a slow original) for this transaction.
+ * Tried rather than waited for in one statement: between tries the connection is idle, so an attempt whose
+ * worker died lets go at once (PostgreSQL sees the connection close), and one that is cancelled stops waiting.
+ */
+export async function lockBatch(client: PoolClient, runKey: string, batchKey: string, signal?: AbortSignal): Promise<void> {
+  const key = `${runKey}\u0001${batchKey}`;
+  for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 500)) {
+    const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`, [key]);
+    if (rows[0]!.locked) return;
+    signal?.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
 }
 
 export async function readLedger<T>(db: Pool | PoolClient, runKey: string, batchKey: string): Promise<T | null> {
@@ -393,19 +403,24 @@ export async function replaySelectAndReset(
 /**
  * Runs one batch exactly once: `work` and the ledger row commit in one transaction, under a lock on
  * (run, batch); a batch already in the ledger returns what it recorded without running again.
+ * Two attempts of one batch (a retry beside an attempt Temporal gave up on) are serialised by the lock:
+ * the later one waits for the earlier one's commit or rollback, then finds its ledger row or does the work.
+ * When `signal` aborts (the activity was cancelled or timed out) the batch rolls back instead of committing.
  */
 export async function onceInLedger<T>(
   pool: Pool,
   runKey: string,
   batchKey: string,
   work: (client: PoolClient) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const recorded = await readLedger<T>(pool, runKey, batchKey);
   if (recorded) return recorded;
   const client = await pool.connect();
+  // Statement cancellation on abort (src/db/pool.ts) plugs in here, for `client`, while this transaction is open.
   try {
     await client.query('BEGIN');
-    await lockBatch(client, runKey, batchKey);
+    await lockBatch(client, runKey, batchKey, signal);
     const raced = await readLedger<T>(client, runKey, batchKey);
     if (raced) {
       await client.query('COMMIT');
@@ -413,6 +428,27 @@ export async function onceInLedger<T>(
     }
     const result = await work(client);
     await writeLedger(client, runKey, batchKey, result);
+    signal?.throwIfAborted();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * What a batch committed, if it did: waits for any transaction still running that batch (an attempt that
+ * was cancelled or lost with its worker) to commit or roll back, then reads the ledger.
+ */
+export async function settledBatch<T>(pool: Pool, runKey: string, batchKey: string): Promise<T | null> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, runKey, batchKey);
+    const result = await readLedger<T>(client, runKey, batchKey);
     await client.query('COMMIT');
     return result;
   } catch (err) {

@@ -14,12 +14,14 @@ import type { FileFingerprint } from '../shared/backfill';
 import type { BeginRunbookInput, EarlierRun, RunbookProcedure, StepNumber } from '../shared/runbook';
 
 /**
- * The procedure of a file at one content: its path and fingerprint. The same bytes under the same path
- * are the same backfill, whichever run of the runbook executes it.
+ * The procedure of a file at one content: its path, size and modification time. The same bytes under the
+ * same path are the same backfill, whichever run of the runbook executes it and on whichever worker host:
+ * device, inode and host name are left out, since each host that mounts a shared file sees its own.
  */
 export function procedureKey(path: string, fingerprint: FileFingerprint): string {
   const name = basename(path).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 60);
-  const hash = createHash('sha256').update(JSON.stringify([path, fingerprint])).digest('hex').slice(0, 16);
+  const content = [path, { size: fingerprint.size, mtimeMs: fingerprint.mtimeMs }];
+  const hash = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
   return `runbook/${name}-${hash}`;
 }
 
