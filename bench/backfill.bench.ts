@@ -6,7 +6,7 @@
  */
 import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { Pool } from 'pg';
@@ -88,7 +88,8 @@ async function main(): Promise<void> {
   await migrate(pool);
   const { env, workflowBundle } = await benchTemporal();
   const taskQueue = 'bench';
-  const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle });
+  // The input is a temporary file of the bench's own: its directory is the worker's only input root.
+  const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle, inputRoots: [dirname(path)] });
   const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE');
   const count = async () => Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_outbox')).rows[0]!.n);
 

@@ -1,5 +1,8 @@
 import { z } from 'zod';
-import type { DispatcherOptions } from './shared/delivery';
+import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
+import { parseSigningSecret, SigningSecretError } from './delivery/signing';
+import { DEFAULT_DISPATCHER_OPTIONS, type DispatcherOptions } from './shared/delivery';
+import { parseInputRoots } from './input-files';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -12,6 +15,37 @@ const positiveInt = (name: string) =>
     .transform(Number)
     .refine((n) => Number.isSafeInteger(n) && n >= 1, `${name} must be a whole number >= 1`);
 
+/**
+ * Delivery settings beyond these are mistakes, not tuning: a minimum catches seconds written as milliseconds,
+ * a maximum keeps leases, heartbeats and one pass's memory within reason (README, Configuration).
+ */
+export const WEBHOOK_LIMITS = {
+  batchSize: { min: 1, max: 10_000 },
+  concurrency: { min: 1, max: 256 },
+  timeoutMs: { min: 100, max: 60_000 },
+  ratePerSecond: { max: 10_000 },
+  backoffMs: { min: 1, max: 86_400_000 },
+  autoPauseCooldownMs: { min: 1_000, max: 3_600_000 },
+} as const;
+
+const boundedInt = (name: string, { min, max }: { min: number; max: number }, unit = '') =>
+  z
+    .string()
+    .regex(/^\d+$/, `${name} must be a whole number from ${min} to ${max}${unit}`)
+    .transform(Number)
+    .refine((n) => Number.isSafeInteger(n) && n >= min && n <= max, `${name} must be a whole number from ${min} to ${max}${unit}`);
+
+/** Checks a text setting with `parse`, whose error message follows the variable's name; the value is never echoed. */
+const checked = (name: string, parse: (value: string) => unknown, errorType: new (...args: never[]) => Error) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parse(value);
+    } catch (err) {
+      if (!(err instanceof errorType)) throw err;
+      ctx.addIssue({ code: 'custom', message: err.message.startsWith(name) ? err.message : `${name} ${err.message}` });
+    }
+  });
+
 const envSchema = z.object({
   DATABASE_URL: z
     .string()
@@ -19,24 +53,29 @@ const envSchema = z.object({
     .refine((url) => /^postgres(ql)?:\/\//.test(url), 'DATABASE_URL must start with postgres:// or postgresql://'),
   GOTONG_TASK_QUEUE: z.string().min(1, 'GOTONG_TASK_QUEUE must not be empty').default(DEFAULT_TASK_QUEUE),
   WEBHOOK_MAX_ATTEMPTS: positiveInt('WEBHOOK_MAX_ATTEMPTS').default(5),
-  WEBHOOK_URL: z
-    .string()
-    .refine((url) => /^https?:\/\/[^/]/.test(url), 'WEBHOOK_URL must be an http:// or https:// URL')
-    .optional(),
-  WEBHOOK_SECRET: z.string().min(1).optional(),
-  WEBHOOK_PREVIOUS_SECRET: z.string().min(1).optional(),
-  WEBHOOK_TIMEOUT_MS: positiveInt('WEBHOOK_TIMEOUT_MS').optional(),
-  WEBHOOK_CONCURRENCY: positiveInt('WEBHOOK_CONCURRENCY').optional(),
-  WEBHOOK_BATCH_SIZE: positiveInt('WEBHOOK_BATCH_SIZE').optional(),
+  WEBHOOK_URL: checked('WEBHOOK_URL', parseWebhookUrl, WebhookUrlError).optional(),
+  WEBHOOK_SECRET: checked('WEBHOOK_SECRET', parseSigningSecret, SigningSecretError).optional(),
+  WEBHOOK_PREVIOUS_SECRET: checked('WEBHOOK_PREVIOUS_SECRET', parseSigningSecret, SigningSecretError).optional(),
+  WEBHOOK_TIMEOUT_MS: boundedInt('WEBHOOK_TIMEOUT_MS', WEBHOOK_LIMITS.timeoutMs, ' (milliseconds)').optional(),
+  WEBHOOK_CONCURRENCY: boundedInt('WEBHOOK_CONCURRENCY', WEBHOOK_LIMITS.concurrency).optional(),
+  WEBHOOK_BATCH_SIZE: boundedInt('WEBHOOK_BATCH_SIZE', WEBHOOK_LIMITS.batchSize).optional(),
   WEBHOOK_RATE_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?$/, 'WEBHOOK_RATE_LIMIT must be a number of deliveries per second (0: no limit)')
     .transform(Number)
+    .refine(
+      (n) => n <= WEBHOOK_LIMITS.ratePerSecond.max,
+      `WEBHOOK_RATE_LIMIT must be at most ${WEBHOOK_LIMITS.ratePerSecond.max} deliveries per second (0: no limit)`,
+    )
     .optional(),
-  WEBHOOK_BACKOFF_BASE_MS: positiveInt('WEBHOOK_BACKOFF_BASE_MS').optional(),
-  WEBHOOK_BACKOFF_CAP_MS: positiveInt('WEBHOOK_BACKOFF_CAP_MS').optional(),
+  WEBHOOK_BACKOFF_BASE_MS: boundedInt('WEBHOOK_BACKOFF_BASE_MS', WEBHOOK_LIMITS.backoffMs, ' (milliseconds)').optional(),
+  WEBHOOK_BACKOFF_CAP_MS: boundedInt('WEBHOOK_BACKOFF_CAP_MS', WEBHOOK_LIMITS.backoffMs, ' (milliseconds)').optional(),
   WEBHOOK_AUTO_PAUSE_AFTER: positiveInt('WEBHOOK_AUTO_PAUSE_AFTER').optional(),
-  WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: positiveInt('WEBHOOK_AUTO_PAUSE_COOLDOWN_MS').optional(),
+  WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: boundedInt(
+    'WEBHOOK_AUTO_PAUSE_COOLDOWN_MS',
+    WEBHOOK_LIMITS.autoPauseCooldownMs,
+    ' (milliseconds)',
+  ).optional(),
 });
 
 export interface AppConfig {
@@ -47,6 +86,10 @@ export interface AppConfig {
   webhook?: { url: string; secret: string; previousSecret?: string };
   /** Dispatcher settings given in the environment; unset ones take the dispatcher's defaults. */
   dispatcher: Partial<DispatcherOptions>;
+  /** Settings that work but should be changed (a short plain secret), one line each, never quoting a secret. */
+  warnings: string[];
+  /** GOTONG_INPUT_ROOTS: the only directories workers read input files from (and the CLI checks against). */
+  inputRoots: string[];
 }
 
 export class ConfigError extends Error {}
@@ -61,6 +104,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const d = parsed.data;
   if (d.WEBHOOK_URL && !d.WEBHOOK_SECRET) {
     throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not; set the signing secret (deliveries are always signed)');
+  }
+  const backoffBase = d.WEBHOOK_BACKOFF_BASE_MS ?? DEFAULT_DISPATCHER_OPTIONS.backoffBaseMs;
+  const backoffCap = d.WEBHOOK_BACKOFF_CAP_MS ?? DEFAULT_DISPATCHER_OPTIONS.backoffCapMs;
+  if (backoffBase > backoffCap) {
+    throw new ConfigError(
+      `WEBHOOK_BACKOFF_BASE_MS (${backoffBase}) is above WEBHOOK_BACKOFF_CAP_MS (${backoffCap}); the first retry delay cannot exceed the longest`,
+    );
+  }
+  const warnings: string[] = [];
+  for (const [name, secret] of [['WEBHOOK_SECRET', d.WEBHOOK_SECRET], ['WEBHOOK_PREVIOUS_SECRET', d.WEBHOOK_PREVIOUS_SECRET]] as const) {
+    const warning = secret === undefined ? null : parseSigningSecret(secret).warning;
+    if (warning) warnings.push(`${name} ${warning}`);
+  }
+  let inputRoots: string[];
+  try {
+    inputRoots = parseInputRoots(env.GOTONG_INPUT_ROOTS);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
   }
   const dispatcher: Partial<DispatcherOptions> = {};
   if (d.WEBHOOK_TIMEOUT_MS !== undefined) dispatcher.requestTimeoutMs = d.WEBHOOK_TIMEOUT_MS;
@@ -80,6 +141,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         ? { url: d.WEBHOOK_URL, secret: d.WEBHOOK_SECRET, previousSecret: d.WEBHOOK_PREVIOUS_SECRET }
         : undefined,
     dispatcher,
+    warnings,
+    inputRoots,
   };
 }
 

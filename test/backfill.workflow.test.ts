@@ -9,10 +9,12 @@ import { createActivities } from '../src/activities';
 import type { BackfillBatchInput, BackfillBatchResult, BackfillInput, FileFingerprint, BackfillProgress, BackfillSummary } from '../src/shared/backfill';
 import { BACKFILL_LIMITS } from '../src/shared/backfill';
 import { webhookBackfill } from '../src/workflows/backfill';
-import { countersOf, event, generatedFile, tmp } from './helpers/files';
+import { countersOf, event, generatedFile, inputCopy, tmp } from './helpers/files';
 import { FIXTURES, getHarness, outboxCount, resetTables, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
 
 const corpus = (name: string) => join(FIXTURES, 'corpus', name);
+/** A corpus file where workers may read it. */
+const inputFile = (name: string) => inputCopy(corpus(name));
 const expectedOf = (name: string) =>
   JSON.parse(readFileSync(corpus(name.replace('.ndjson', '.expected.json')), 'utf8')) as {
     expected_on_empty_outbox: Record<string, number>;
@@ -58,20 +60,20 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
     it(`edge-cases corpus gives the expected counts for dry run, execute and a second run (batch size ${batchSize})`, async () => {
       const expected = expectedOf('edge-cases.ndjson');
       await withWorker(taskQueue, async () => {
-        const dry = await backfill(corpus('edge-cases.ndjson'), { dryRun: true, batchSize });
+        const dry = await backfill(inputFile('edge-cases.ndjson'), { dryRun: true, batchSize });
         assert.deepEqual(countersOf(dry), expected.expected_on_empty_outbox);
         assert.equal(dry.dryRun, true);
         assert.equal(await outboxCount(h.pool), 0, 'a dry run must not write the outbox');
         const seen = await h.pool.query('SELECT 1 FROM backfill_dry_run_seen');
         assert.equal(seen.rowCount, 0, 'a finished dry run leaves no scratch rows');
 
-        const exec = await backfill(corpus('edge-cases.ndjson'), { batchSize });
+        const exec = await backfill(inputFile('edge-cases.ndjson'), { batchSize });
         assert.deepEqual(countersOf(exec), expected.expected_on_empty_outbox);
         assert.equal(await outboxCount(h.pool), expected.expected_on_empty_outbox.created);
 
-        const again = await backfill(corpus('edge-cases.ndjson'), { batchSize });
+        const again = await backfill(inputFile('edge-cases.ndjson'), { batchSize });
         assert.deepEqual(countersOf(again), expected.expected_second_run);
-        const dryAgain = await backfill(corpus('edge-cases.ndjson'), { dryRun: true, batchSize });
+        const dryAgain = await backfill(inputFile('edge-cases.ndjson'), { dryRun: true, batchSize });
         assert.deepEqual(countersOf(dryAgain), expected.expected_second_run, 'dry run agrees with execute on a full outbox');
       });
     });
@@ -79,7 +81,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
 
   it('bom-crlf corpus: BOM and CRLF are accepted', async () => {
     await withWorker(taskQueue, async () => {
-      const summary = await backfill(corpus('bom-crlf.ndjson'));
+      const summary = await backfill(inputFile('bom-crlf.ndjson'));
       assert.deepEqual(countersOf(summary), expectedOf('bom-crlf.ndjson').expected_on_empty_outbox);
       const { rows } = await h.pool.query<{ event_id: string }>('SELECT event_id FROM webhook_outbox ORDER BY event_id');
       assert.deepEqual(rows.map((r) => r.event_id), ['evt_bom0', 'evt_bom1', 'evt_bom2']);
@@ -88,7 +90,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
 
   it('enqueues new events as pending and due, with max_attempts from the run, first occurrence winning', async () => {
     await withWorker(taskQueue, async () => {
-      await backfill(corpus('edge-cases.ndjson'), { maxAttempts: 9, batchSize: 4 });
+      await backfill(inputFile('edge-cases.ndjson'), { maxAttempts: 9, batchSize: 4 });
       const { rows } = await h.pool.query<{ n: string }>(
         `SELECT count(*) AS n FROM webhook_outbox
           WHERE status = 'pending' AND attempts = 0 AND max_attempts = 9 AND next_attempt_at <= now()`,
@@ -104,7 +106,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
 
   it('records each failed line with its line number and reason', async () => {
     await withWorker(taskQueue, async () => {
-      const handle = await start(corpus('edge-cases.ndjson'), { batchSize: 3 });
+      const handle = await start(inputFile('edge-cases.ndjson'), { batchSize: 3 });
       await handle.result();
       const { rows } = await h.pool.query<{ line_number: string; reason: string }>(
         'SELECT line_number, reason FROM backfill_failed_lines WHERE workflow_id = $1 ORDER BY line_number',
@@ -247,7 +249,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
   it('a retried batch returns its recorded result and writes nothing twice, even when two run at once', async () => {
     const activities = createActivities({ pool: h.pool });
     const env = new MockActivityEnvironment();
-    const path = corpus('edge-cases.ndjson');
+    const path = inputFile('edge-cases.ndjson');
     const fingerprint = (await env.run(activities.inspectBackfillFile, path)) as FileFingerprint;
     const input: BackfillBatchInput = {
       runKey: `retry-${randomUUID()}`,

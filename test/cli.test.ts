@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { FIXTURES, getHarness, outboxCount, resetTables, runCli, uniqueTaskQueue, withWorker, type Harness } from './helpers/harness';
-import { generatedFile } from './helpers/files';
+import { generatedFile, inputCopy } from './helpers/files';
 
-const edgeCases = join(FIXTURES, 'corpus', 'edge-cases.ndjson');
+const edgeCases = inputCopy(join(FIXTURES, 'corpus', 'edge-cases.ndjson'));
 /** Nothing listens here: a command that tried to reach Temporal would fail with a connection error instead. */
 const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' };
 

@@ -116,7 +116,7 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     ['408 then 200: retried', (a) => ({ status: a === 1 ? 408 : 200 }), 'delivered', [408, 200], null],
     ['a hanging receiver: timeout, retried', (a) => (a === 1 ? 'hang' : { status: 200 }), 'delivered', [NaN, 200], /timeout after 500 ms/],
     ['a connection reset: retried', (a) => (a === 1 ? 'reset' : { status: 200 }), 'delivered', [NaN, 200], /socket|ECONNRESET|closed/i],
-    ['a 301 redirect: terminal', () => ({ status: 301 }), 'dead_letter', [301], null],
+    ['a 301 redirect: not followed, retried', (a) => (a === 1 ? { status: 301, headers: { location: '/elsewhere' } } : { status: 200 }), 'delivered', [301, 200], /HTTP 301 redirect, not followed/],
   ];
   for (const [what, behaviour, status, codes, firstError] of scripted) {
     it(what, async () => {

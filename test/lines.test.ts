@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readLineChunks, type RawLine } from '../src/backfill/lines';
 
 async function collect(path: string, startOffset: number, endOffset: number, maxLineBytes = 1024): Promise<RawLine[]> {
   const lines: RawLine[] = [];
-  for await (const chunk of readLineChunks(path, { startOffset, startLine: 1, endOffset, maxLineBytes })) lines.push(...chunk);
+  const handle = await open(path, 'r');
+  try {
+    for await (const chunk of readLineChunks(handle, { startOffset, startLine: 1, endOffset, maxLineBytes })) lines.push(...chunk);
+  } finally {
+    await handle.close();
+  }
   return lines;
 }
 

@@ -1,3 +1,4 @@
+import { inputRootsFromEnvironment } from '../src/input-files';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -8,11 +9,18 @@ import { dispatcherWorkflowId } from '../src/shared/delivery';
 import type { RunbookInput, RunbookProgress, RunbookReport, RunbookStep } from '../src/shared/runbook';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { webhookRecoveryRunbook } from '../src/workflows/runbook';
+import { fingerprintFile } from '../src/backfill/batch';
+import { procedureKey } from '../src/runbook/procedure';
 import { generatedFile } from './helpers/files';
 import { CLI, getHarness, resetTables, runCli, seedEvents, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness, exited } from './helpers/harness';
 import { TestReceiver } from './helpers/receiver';
 
 const SECRET = 'runbook-test-secret';
+
+/** Step 2's ledger key: the procedure's (the file's path and fingerprint), whichever run executes it. */
+async function procedureBackfillKey(path: string): Promise<string> {
+  return `${procedureKey(path, await fingerprintFile(path, inputRootsFromEnvironment()))}/step-2`;
+}
 const run = promisify(execFile);
 
 /** The share of events the receiver rejects until the replay step: every tenth generated event. */
@@ -211,23 +219,32 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
   it('cancelling the runbook cancels its running child cleanly: the outbox holds exactly what the ledger counted', async () => {
     const file = generatedFile('rb_cancel', { valid: 5_000 });
     const args = input(file.path, { batchSize: 50 });
+    let step2Key = '';
     await withWorker(taskQueue, async () => {
       const handle = await start(args);
-      await waitFor('step 2 under way', async () => (await ledgerCreated(`${args.runKey}/step-2`)).batches > 0, 60_000, 5);
-      // The runbook's progress carries the running child's live counters, as the child reported them.
-      await waitFor('the child counters in the runbook progress', async () => {
+      // The runbook's progress names the running child; its live counters are the child's own progress query.
+      await waitFor('step 2 under way', async () => {
         const p = await handle.query<RunbookProgress>('progress');
-        return p.currentStep === 2 && p.child?.workflowId === `${handle.workflowId}/step-2-backfill-execute` && p.child.counters.processed > 0;
-      });
+        step2Key = p.steps[1]!.runKey ?? '';
+        return p.runningChild?.workflowId === `${handle.workflowId}/step-2-backfill-execute` && (await ledgerCreated(step2Key)).batches > 0;
+      }, 60_000, 5);
+      const childProgress = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).query<{ processed: number }>('progress');
+      assert.ok(childProgress.processed > 0);
       await handle.cancel();
       await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure);
       const child = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).describe();
       assert.equal(child.status.name, 'CANCELLED');
+      // The run's own record says how it ended, for the run that continues it.
+      const p = await handle.query<RunbookProgress>('progress');
+      assert.equal(p.phase, 'cancelled');
+      assert.deepEqual([p.steps[1]!.status, p.steps[1]!.message], ['cancelled', 'the runbook was cancelled']);
     });
-    const { batches, created } = await ledgerCreated(`${args.runKey}/step-2`);
+    const { batches, created } = await ledgerCreated(step2Key);
     assert.ok(batches > 0 && batches < 100, `cancelled mid-step (${batches} of 100 batches)`);
     const outbox = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_outbox');
     assert.equal(Number(outbox.rows[0]!.n), created);
+    const record = await h.pool.query<{ outcome: string; stopped_at: number }>('SELECT outcome, stopped_at FROM runbook_runs WHERE run_key = $1', [args.runKey]);
+    assert.deepEqual(record.rows, [{ outcome: 'cancelled', stopped_at: 2 }]);
   });
 
   async function ledgerCreated(runKey: string): Promise<{ batches: number; created: number }> {
@@ -271,9 +288,16 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         await new Promise((r) => setTimeout(r, 1000));
         assert.ok(await atGate(1)());
         assert.deepEqual(await statusCounts(h.pool), {});
-        // A decision for another gate is ignored.
-        await handle.signal('approve', { step: 4 });
-        await new Promise((r) => setTimeout(r, 300));
+        // A signal for another gate is refused, and the run shows why.
+        await handle.signal('approve', { step: 4, reason: 'too early' });
+        await waitFor('the refused signal in progress', async () => (await handle.query<RunbookProgress>('progress')).lastRefusedDecision !== null);
+        assert.deepEqual((await handle.query<RunbookProgress>('progress')).lastRefusedDecision, {
+          decision: 'approve',
+          via: 'signal',
+          step: 4,
+          reason: 'too early',
+          refusal: 'the run waits at the gate after step 1 (backfill dry-run), not at the gate after step 4',
+        });
         assert.ok(await atGate(1)());
 
         await run(h.temporalCli, ['workflow', 'signal', '--address', h.env.address, '--namespace', 'default', '--workflow-id', handle.workflowId, '--name', 'approve']);
@@ -285,14 +309,15 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         const report = await handle.result();
         assert.equal(report.outcome, 'completed');
         assert.equal(report.steps[0]!.gate?.approvedBy, 'operator');
-        assert.deepEqual(report.steps[3]!.gate, { approvedBy: 'operator', reason: 'receiver fixed' });
+        assert.deepEqual(report.steps[0]!.gate, { failedRatio: 0, maxFailedRatio: 0.01, approvedBy: 'operator', decidedVia: 'signal' });
+        assert.deepEqual(report.steps[3]!.gate, { approvedBy: 'operator', decidedVia: 'update', reason: 'receiver fixed' });
         assert.deepEqual(await statusCounts(h.pool), { delivered: 50 });
       } finally {
         fixed = true;
       }
       const late = await runCli(['approve', handle.workflowId]);
       assert.equal(late.code, 1);
-      assert.match(late.stderr, /is not waiting for approval \(phase completed\); nothing sent/);
+      assert.equal(late.stderr, '[approve] refused: the run is not waiting at a gate: it has completed\n');
     });
   });
 
@@ -353,6 +378,12 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         assert.equal(result.stdout, '');
       });
     }
+    it('approve --step that is not a step number', async () => {
+      const result = await runCli(['approve', 'webhook-runbook/x', '--step', 'first'], NOWHERE);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /--step must be a whole number >= 1/);
+      assert.equal(result.stdout, '');
+    });
     it('webhook-runbook without --file, or with a missing file', async () => {
       const missing = await runCli(['webhook-runbook'], NOWHERE);
       assert.equal(missing.code, 2);
@@ -446,7 +477,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
       })();
       try {
         for (const [step, batches] of [[2, 50], [5, 51]] as const) {
-          const runKey = `${args.runKey}/step-${step}`;
+          const runKey = step === 2 ? await procedureBackfillKey(file.path) : `${args.runKey}/step-${step}`;
           // The step's ledger shows its first batch committed: read from the database, so the kill lands early.
           await waitFor(`step ${step} under way`, async () => (await ledgerRows(runKey)) > 0, 120_000, 5);
           worker.kill('SIGKILL');
@@ -474,7 +505,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
           { n: 5, status: 'passed', backfill: undefined, replay: { ...replayed, dryRun: false }, verify: undefined, confirm: undefined },
           { n: 6, status: 'passed', backfill: undefined, replay: undefined, verify: undefined, confirm: { deadLetters: 0, baseline: 0, replayWaiting: 0 } },
         ]);
-        assert.equal(await ledgerRows(`${args.runKey}/step-2`), 50, 'one ledger row per backfill batch');
+        assert.equal(await ledgerRows(await procedureBackfillKey(file.path)), 50, 'one ledger row per backfill batch');
         // 50 full batches and the one that found the selection exhausted.
         assert.equal(await ledgerRows(`${args.runKey}/step-5`), 51, 'one ledger row per replay batch');
         const audit = await h.pool.query<{ n: string; d: string }>(

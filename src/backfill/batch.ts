@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import type { Pool, PoolClient } from 'pg';
 import {
   BACKFILL_LIMITS,
@@ -16,23 +15,35 @@ import {
   readLedger,
   rememberDryRunEvents,
 } from '../db/queries';
+import { fingerprintOf, identityProblem, InputFileError, openInputFile, restat, type OpenedInput } from '../input-files';
+import { backfillBatchKey } from '../shared/batch-keys';
 import { decodeLine, excerptOf, readLineChunks, sanitizeForText } from './lines';
 import { type EventFields, validateLine } from './validate';
 
-/** The file is gone or changed under a running backfill: retrying cannot help. */
-export class BackfillFileError extends Error {
+/** The file is gone, outside the input roots, or changed under a running backfill: retrying cannot help. */
+export class BackfillFileError extends InputFileError {
   override name = 'BackfillFileError';
 }
 
-export async function fingerprintFile(path: string): Promise<FileFingerprint> {
-  let info;
+/** Opens the file below the input roots, as a batch will, and takes the fingerprint every batch is checked against. */
+export async function fingerprintFile(path: string, roots: readonly string[]): Promise<FileFingerprint> {
+  const opened = await openInputFile(path, roots);
   try {
-    info = await stat(path);
-  } catch (err) {
-    throw new BackfillFileError(`cannot read ${path} on this worker: ${(err as Error).message}`);
+    return fingerprintOf(opened);
+  } finally {
+    await opened.handle.close();
   }
-  if (!info.isFile()) throw new BackfillFileError(`${path} is not a regular file`);
-  return { size: info.size, mtimeMs: info.mtimeMs };
+}
+
+/** Opens the run's file for one batch; its identity is checked on the opened handle, which the batch then reads. */
+async function openForBatch(input: BackfillBatchInput, roots: readonly string[]): Promise<OpenedInput> {
+  const opened = await openInputFile(input.path, roots);
+  const problem = identityProblem(input.fingerprint, opened);
+  if (problem) {
+    await opened.handle.close();
+    throw new BackfillFileError(`${input.path} ${problem}; start a new run on a file that is no longer being written`);
+  }
+  return opened;
 }
 
 interface Candidate extends EventFields {
@@ -45,6 +56,8 @@ export interface BatchHooks {
   heartbeat(details: { lines: number }): void;
   /** Throws if the activity was cancelled; called only where stopping loses nothing. */
   throwIfCancelled(): void;
+  /** Aborted when the activity is cancelled or timed out: the transaction in flight rolls back. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -54,20 +67,15 @@ export interface BatchHooks {
 export async function runBackfillBatch(
   pool: Pool,
   input: BackfillBatchInput,
+  roots: readonly string[],
   hooks: BatchHooks,
 ): Promise<BackfillBatchResult> {
-  const batchKey = `offset:${input.startOffset}`;
+  const batchKey = backfillBatchKey(input.startOffset);
   const recorded = await readLedger<BackfillBatchResult>(pool, input.runKey, batchKey);
   if (recorded) return recorded;
 
-  const current = await fingerprintFile(input.path);
-  if (current.size !== input.fingerprint.size || current.mtimeMs !== input.fingerprint.mtimeMs) {
-    throw new BackfillFileError(
-      `${input.path} changed after the backfill started (size ${input.fingerprint.size} -> ${current.size}); ` +
-        'start a new run on a file that is no longer being written',
-    );
-  }
   hooks.throwIfCancelled();
+  const file = await openForBatch(input, roots);
 
   return onceInLedger(pool, input.runKey, batchKey, async (client) => {
     const tally: BatchTally = {
@@ -80,7 +88,7 @@ export async function runBackfillBatch(
     let duplicates = 0;
     // PostgreSQL writes one slice while this process parses the next: the two cores work at once.
     let writing: Promise<{ created: number; duplicates: number }> | undefined;
-    for await (const slice of parseBatch(input, hooks, tally)) {
+    for await (const slice of parseBatch(file, input, hooks, tally)) {
       if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
       hooks.throwIfCancelled();
       writing = writeCandidates(client, input, slice, tally.failed);
@@ -89,6 +97,9 @@ export async function runBackfillBatch(
     }
     if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
     await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
+    // Written in place while this batch read it: roll back rather than commit lines read half old, half new.
+    const changed = identityProblem(input.fingerprint, await restat(file));
+    if (changed) throw new BackfillFileError(`${input.path} ${changed}; start a new run on a file that is no longer being written`);
     const result: BackfillBatchResult = {
       processed: tally.processed,
       created,
@@ -99,7 +110,7 @@ export async function runBackfillBatch(
       linesConsumed: tally.linesConsumed,
     };
     return result;
-  });
+  }, hooks.signal).finally(() => file.handle.close());
 }
 
 function addWritten(a: { created: number; duplicates: number }, b: { created: number; duplicates: number }) {
@@ -119,9 +130,16 @@ interface BatchTally {
 /**
  * Reads and validates the batch's lines, yielding the valid ones in file order, in slices; failures and
  * counts accumulate in `tally`. Slices are written in order, so a later slice sees an earlier one's rows
- * as duplicates, just as a later batch does.
+ * as duplicates, just as a later batch does. The batch ends at `batchSize` processed lines or at
+ * `maxBatchBytes` read, blank lines included, so a file of nothing but newlines is read in bounded batches.
+ * Every read heartbeats and stops for cancellation, also in the middle of one very long line.
  */
-async function* parseBatch(input: BackfillBatchInput, hooks: BatchHooks, tally: BatchTally): AsyncGenerator<Candidate[]> {
+async function* parseBatch(
+  file: OpenedInput,
+  input: BackfillBatchInput,
+  hooks: BatchHooks,
+  tally: BatchTally,
+): AsyncGenerator<Candidate[]> {
   const { failed } = tally;
   const addFailure = (lineNumber: number, byteOffset: number, reason: string, raw: Buffer | null) => {
     failed.line_number.push(lineNumber);
@@ -132,22 +150,27 @@ async function* parseBatch(input: BackfillBatchInput, hooks: BatchHooks, tally: 
   let slice: Candidate[] = [];
   let sliceLines = 0;
   let bytes = 0;
-  reading: for await (const lines of readLineChunks(input.path, {
+  reading: for await (const lines of readLineChunks(file.handle, {
     startOffset: input.startOffset,
     startLine: input.startLine,
     endOffset: input.fingerprint.size,
     maxLineBytes: BACKFILL_LIMITS.maxLineBytes,
   })) {
+    hooks.throwIfCancelled();
     for (const line of lines) {
       tally.linesConsumed += 1;
       tally.endOffset = line.nextOffset;
       bytes += line.byteLength;
       const decoded = decodeLine(line.bytes, BACKFILL_LIMITS.maxLineBytes);
-      if (decoded.kind === 'blank') continue;
+      if (decoded.kind === 'blank') {
+        // Blank lines are not processed, but they are read: they count toward the batch's bytes.
+        if (bytes >= BACKFILL_LIMITS.maxBatchBytes) break reading;
+        continue;
+      }
       tally.processed += 1;
       sliceLines += 1;
       if (decoded.kind === 'invalid') {
-        addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes);
+        addFailure(line.lineNumber, line.byteOffset, decoded.reason, line.bytes ?? line.head ?? null);
       } else {
         const verdict = validateLine(decoded.text);
         if (verdict.ok) {

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 
 /** One physical line of the input, without its line terminator. */
 export interface RawLine {
@@ -9,75 +9,88 @@ export interface RawLine {
   nextOffset: number;
   /** The line's bytes, or null when it exceeded the line limit and was skipped unread. */
   bytes: Buffer | null;
+  /** For a skipped over-long line, its first bytes (a copy), so the failure still shows an excerpt. */
+  head?: Buffer;
   byteLength: number;
 }
 
 const NEWLINE = 0x0a;
 const READ_CHUNK = 1024 * 1024;
+/** Lines per yield: a read of 1 MiB of newlines is a million lines, not a million objects at once. */
+const MAX_LINES_PER_YIELD = 8192;
+const HEAD_BYTES = 1024;
+const EMPTY = Buffer.alloc(0);
 
 /**
- * Reads physical lines from `startOffset` up to `endOffset`, one array per 1 MiB read (one await per
- * read, not per line), in memory bounded by what the caller keeps: a line growing past `maxLineBytes`
- * is dropped as it is read. Lines point into their read buffer, which is never reused.
+ * Reads physical lines of an opened file from `startOffset` up to `endOffset`, in memory bounded by what
+ * the caller keeps: a line growing past `maxLineBytes` is dropped as it is read (only its head is kept).
+ * Yields after every read even when no line ended in it (an empty array), and after every 8,192 lines,
+ * so the caller can heartbeat, stop for cancellation and bound its batch whatever the lines look like.
+ * Lines point into their read buffer, which is never reused.
  */
 export async function* readLineChunks(
-  path: string,
+  handle: FileHandle,
   opts: { startOffset: number; startLine: number; endOffset: number; maxLineBytes: number },
 ): AsyncGenerator<RawLine[]> {
-  const handle = await open(path, 'r');
-  try {
-    let position = opts.startOffset;
-    let lineNumber = opts.startLine;
-    let lineStart = opts.startOffset;
-    // A line that spans reads is collected here; one within a single read is a view of it.
-    let carried: Buffer[] = [];
-    let carriedLength = 0;
-    let tooLong = false;
+  let position = opts.startOffset;
+  let lineNumber = opts.startLine;
+  let lineStart = opts.startOffset;
+  // A line that spans reads is collected here; one within a single read is a view of it.
+  let carried: Buffer[] = [];
+  let carriedLength = 0;
+  let tooLong = false;
+  let head: Buffer | undefined;
 
-    const finishLine = (tail: Buffer, nextOffset: number): RawLine => {
-      let bytes: Buffer | null = null;
-      if (!tooLong && carriedLength + tail.length <= opts.maxLineBytes) {
-        bytes = carried.length === 0 ? tail : Buffer.concat([...carried, tail]);
-      }
-      const line: RawLine = { lineNumber, byteOffset: lineStart, nextOffset, bytes, byteLength: nextOffset - lineStart };
-      lineNumber += 1;
-      lineStart = nextOffset;
-      carried = [];
-      carriedLength = 0;
-      tooLong = false;
-      return line;
-    };
-
-    while (position < opts.endOffset) {
-      const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, opts.endOffset - position));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
-      if (bytesRead === 0) break;
-      const lines: RawLine[] = [];
-      let from = 0;
-      for (;;) {
-        const nl = chunk.indexOf(NEWLINE, from);
-        if (nl === -1 || nl >= bytesRead) break;
-        lines.push(finishLine(chunk.subarray(from, nl), position + nl + 1));
-        from = nl + 1;
-      }
-      if (from < bytesRead && !tooLong) {
-        const rest = chunk.subarray(from, bytesRead);
-        if (carriedLength + rest.length > opts.maxLineBytes) {
-          tooLong = true;
-          carried = [];
-          carriedLength = 0;
-        } else {
-          carried.push(rest);
-          carriedLength += rest.length;
-        }
-      }
-      position += bytesRead;
-      if (lines.length > 0) yield lines;
+  const finishLine = (tail: Buffer, nextOffset: number): RawLine => {
+    let bytes: Buffer | null = null;
+    if (!tooLong && carriedLength + tail.length <= opts.maxLineBytes) {
+      bytes = carried.length === 0 ? tail : Buffer.concat([...carried, tail]);
+    } else {
+      head ??= Buffer.from(Buffer.concat([...carried, tail.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES));
     }
-    if (position > lineStart) yield [finishLine(Buffer.alloc(0), position)];
-  } finally {
-    await handle.close();
+    const line: RawLine = { lineNumber, byteOffset: lineStart, nextOffset, bytes, byteLength: nextOffset - lineStart };
+    if (bytes === null) line.head = head;
+    lineNumber += 1;
+    lineStart = nextOffset;
+    carried = [];
+    carriedLength = 0;
+    tooLong = false;
+    head = undefined;
+    return line;
+  };
+
+  while (position < opts.endOffset) {
+    const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, opts.endOffset - position));
+    const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+    if (bytesRead === 0) break;
+    let lines: RawLine[] = [];
+    let from = 0;
+    for (;;) {
+      const nl = chunk.indexOf(NEWLINE, from);
+      if (nl === -1 || nl >= bytesRead) break;
+      lines.push(finishLine(nl === from ? EMPTY : chunk.subarray(from, nl), position + nl + 1));
+      from = nl + 1;
+      if (lines.length >= MAX_LINES_PER_YIELD) {
+        yield lines;
+        lines = [];
+      }
+    }
+    if (from < bytesRead && !tooLong) {
+      const rest = chunk.subarray(from, bytesRead);
+      if (carriedLength + rest.length > opts.maxLineBytes) {
+        head = Buffer.from(Buffer.concat([...carried, rest.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES));
+        tooLong = true;
+        carried = [];
+        carriedLength = 0;
+      } else {
+        carried.push(rest);
+        carriedLength += rest.length;
+      }
+    }
+    position += bytesRead;
+    yield lines;
   }
+  if (position > lineStart) yield [finishLine(Buffer.alloc(0), position)];
 }
 
 const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
@@ -85,8 +98,11 @@ const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 export type DecodedLine = { kind: 'blank' } | { kind: 'text'; text: string } | { kind: 'invalid'; reason: string };
 
 /** Strips a BOM and a CR, and tells blank lines (skipped, not counted) from the rest. */
+const BLANK: DecodedLine = { kind: 'blank' };
+
 export function decodeLine(bytes: Buffer | null, maxLineBytes: number): DecodedLine {
   if (bytes === null) return { kind: 'invalid', reason: `line is longer than ${maxLineBytes} bytes` };
+  if (bytes.length === 0) return BLANK;
   let start = 0;
   let end = bytes.length;
   if (end - start >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) start = 3;
@@ -95,7 +111,7 @@ export function decodeLine(bytes: Buffer | null, maxLineBytes: number): DecodedL
   // isUtf8 + toString is several times cheaper per line than a fatal TextDecoder.
   if (!isUtf8(body)) return { kind: 'invalid', reason: 'line is not valid UTF-8' };
   const text = body.toString('utf8');
-  if (text.trim() === '') return { kind: 'blank' };
+  if (text.trim() === '') return BLANK;
   return { kind: 'text', text };
 }
 

@@ -9,6 +9,8 @@ import {
   type BackfillSummary,
 } from '../shared/backfill';
 import { describeDatabaseUrl } from '../config';
+import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
+import { backfillInputProblem } from '../shared/input-checks';
 import { UsageError, type Output } from './errors';
 import { startAndWatch } from './watch';
 
@@ -33,7 +35,11 @@ export function backfillWorkflowId(absPath: string, dryRun: boolean): string {
   return `webhook-backfill/${name}-${hash}/${dryRun ? 'dry-run' : 'execute'}`;
 }
 
-export function resolveBackfillFile(file: string): string {
+/**
+ * The absolute path of an NDJSON file a worker will accept: a regular file below GOTONG_INPUT_ROOTS (this
+ * process's setting, which should match the workers'; their own check on the opened file is the one that counts).
+ */
+export function resolveBackfillFile(file: string, roots: readonly string[] = inputRootsFromEnvironment()): string {
   const path = resolve(file);
   let info;
   try {
@@ -42,6 +48,8 @@ export function resolveBackfillFile(file: string): string {
     throw new UsageError(`--file ${file}: no such file; pass the path of an NDJSON file`);
   }
   if (!info.isFile()) throw new UsageError(`--file ${file}: not a regular file; pass the path of an NDJSON file`);
+  const problem = inputPathProblem(path, roots);
+  if (problem) throw new UsageError(`--file ${file}: ${problem}`);
   return path;
 }
 
@@ -62,6 +70,8 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
     maxAttempts: opts.maxAttempts,
     batchSize: opts.batchSize,
   };
+  const invalid = backfillInputProblem(input);
+  if (invalid) throw new UsageError(invalid.replace(/^maxAttempts\b/, '--max-attempts').replace(/^batchSize\b/, '--batch-size'));
   const summary = await startAndWatch<BackfillProgress, BackfillSummary>(
     {
       label: 'webhook-backfill',

@@ -71,7 +71,7 @@ export function buildProgram(out: Output): Command {
       'Backfill historical events from an NDJSON file into the outbox, deduplicated by event_id, as a durable run. ' +
         'Prints a progress line every N processed lines and a final summary; --dry-run writes nothing to the outbox.',
     )
-    .requiredOption('--file <path>', 'NDJSON file, one event per line (workers read it: use storage they can all see)')
+    .requiredOption('--file <path>', 'NDJSON file, one event per line (workers read it: storage they all see, below GOTONG_INPUT_ROOTS)')
     .option('--dry-run', 'report what would happen without writing the outbox', false)
     .option('--progress-every <n>', 'print a progress line every N processed lines', positiveInt('--progress-every'), 100)
     .option(
@@ -118,7 +118,7 @@ export function buildProgram(out: Output): Command {
     .option('--since <iso>', 'only rows last changed at or after this time')
     .option('--until <iso>', 'only rows last changed before this time')
     .option('--status-code <code>', 'only rows whose last delivery got this status code (503) or class (5xx)')
-    .option('--event-ids <file>', 'only these event ids, one a line (workers read the file)')
+    .option('--event-ids <file>', 'only these event ids, one a line (workers read the file: below GOTONG_INPUT_ROOTS)')
     .option('--resend-delivered', 'allow --status delivered: resend events the receiver already accepted', false)
     .option('--batch-size <n>', 'rows reset per batch activity (one transaction each)', positiveInt('--batch-size'), 20000)
     .option('--rate <n>', 'at most N rows reset per second (0: no limit)', nonNegativeInt('--rate'), 0)
@@ -145,7 +145,7 @@ export function buildProgram(out: Output): Command {
         'stops the run, with the figures.',
       ].join('\n'),
     )
-    .requiredOption('--file <path>', 'NDJSON file to backfill (workers read it: use storage they can all see)')
+    .requiredOption('--file <path>', 'NDJSON file to backfill (workers read it: storage they all see, below GOTONG_INPUT_ROOTS)')
     .option('--replay-limit <n>', 'replay at most N dead letters in step 5', positiveInt('--replay-limit'), RUNBOOK_DEFAULTS.replayLimit)
     .option('--approval <mode>', 'auto: gates pass on their checks; manual: each gate also waits for an approve signal', 'auto')
     .option('--max-failed-ratio <r>', 'gate after step 1: most failed lines allowed, as a share (0.01 or 1%)', String(RUNBOOK_DEFAULTS.maxFailedRatio))
@@ -169,13 +169,16 @@ export function buildProgram(out: Output): Command {
       .command(decision)
       .summary(decision === 'approve' ? 'Let a runbook waiting at a gate go on' : 'Stop a runbook waiting at a gate')
       .description(
-        decision === 'approve'
+        (decision === 'approve'
           ? 'Let a webhook-runbook run that waits at a gate (--approval manual) go on to its next step.'
-          : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.',
+          : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.') +
+          ' The run answers which gate it decided, or why it refused (not at a gate, another gate, already decided):' +
+          ' the first decision at a gate wins. Exit code 1 when refused.',
       )
       .argument('<workflow-id>', 'the runbook\'s workflow id, as webhook-runbook printed it')
+      .option('--step <n>', 'the gate meant, by the step it follows (1 or 4); refused if the run waits at another', positiveInt('--step'))
       .option('--reason <text>', 'recorded in the run with the decision')
-      .action(async (workflowId: string, opts: { reason?: string }) => {
+      .action(async (workflowId: string, opts: { step?: number; reason?: string }) => {
         await runGateDecision(decision, workflowId, opts, out);
       });
   }
@@ -283,7 +286,9 @@ export function buildProgram(out: Output): Command {
         checkLogSettings(process.env);
         return workerObservabilityFrom(process.env, opts.metricsPort);
       });
-      await runWorker(cfg, { migrate: opts.migrate, dispatchers: opts.dispatchers, ...observability }, createWorkerLogger());
+      const logger = createWorkerLogger();
+      for (const warning of cfg.warnings) logger.warn(warning);
+      await runWorker(cfg, { migrate: opts.migrate, dispatchers: opts.dispatchers, ...observability }, logger);
     });
 
   program

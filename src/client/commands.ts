@@ -1,3 +1,4 @@
+import { delimiter } from 'node:path';
 import type { NativeConnection as WorkerConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
@@ -11,6 +12,7 @@ import { startOutboxGauges } from '../metrics/outbox';
 import type { WorkerObservability } from '../metrics/settings';
 import { Client, Connection } from '@temporalio/client';
 import { AlreadyReported, RunError, type Output } from './errors';
+import { printable } from './text';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
   try {
@@ -57,7 +59,8 @@ export async function runFailedLines(
           }),
         );
       } else {
-        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${row.reason}\n    ${row.excerpt}`);
+        // Reasons and excerpts quote the file: a hostile line must not drive the operator's terminal.
+        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${printable(row.reason)}\n    ${printable(row.excerpt)}`);
       }
     }
   } finally {
@@ -138,10 +141,21 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
               agent,
             }
           : undefined;
-      const worker = await createWorker({ connection, namespace: target.namespace, taskQueue: config.taskQueue, pool, delivery, metrics });
+      const worker = await createWorker({
+        connection,
+        namespace: target.namespace,
+        taskQueue: config.taskQueue,
+        pool,
+        delivery,
+        metrics,
+        inputRoots: config.inputRoots,
+      });
       logger.info(`polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`, {
         taskQueue: config.taskQueue,
         namespace: target.namespace,
+      });
+      logger.info(`reads input files only below ${config.inputRoots.join(delimiter)} (GOTONG_INPUT_ROOTS)`, {
+        inputRoots: config.inputRoots,
       });
       const running = worker.run();
       if (!config.webhook) {

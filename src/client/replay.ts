@@ -10,7 +10,10 @@ import {
   type ReplayProgress,
   type ReplaySummary,
 } from '../shared/replay';
+import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
+import { replayInputProblem } from '../shared/input-checks';
 import { UsageError, type Output } from './errors';
+import { printable } from './text';
 import { startAndWatch } from './watch';
 
 export interface ReplayCommandOptions {
@@ -64,10 +67,22 @@ export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
       throw new UsageError(`--event-ids ${opts.eventIds}: no such file; pass a file with one event id a line`);
     }
     if (!isFile) throw new UsageError(`--event-ids ${opts.eventIds}: not a regular file`);
+    const problem = inputPathProblem(path, inputRootsFromEnvironment());
+    if (problem) throw new UsageError(`--event-ids ${opts.eventIds}: ${problem}`);
     filter.eventIdsPath = path;
   }
   return filter;
 }
+
+/** Input fields as the operator named them, for the checks the workflow makes again on its own. */
+const REPLAY_FLAGS: Record<string, string> = {
+  limit: '--limit',
+  batchSize: '--batch-size',
+  ratePerSecond: '--rate',
+  'filter.eventTypes': '--event-type',
+  'filter.statusCode': '--status-code',
+  'filter.statusClass': '--status-code',
+};
 
 /** One workflow id per selection and mode: the same replay started twice while it runs attaches. */
 export function replayWorkflowId(filter: ReplayFilter, limit: number, dryRun: boolean): string {
@@ -79,10 +94,11 @@ export function formatReplayCounters(c: ReplayCounters): string {
   return `processed=${c.processed} replayed=${c.replayed} enqueued=${c.enqueued} skipped=${c.skipped} failed=${c.failed}`;
 }
 
+// Event types and ids come from the outbox, that is from backfilled files: shown escaped.
 const pairs = (record: Record<string, number>) =>
   Object.entries(record)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
+    .map(([k, v]) => `${printable(k)}=${v}`)
     .join(' ') || '(none)';
 
 export async function runReplay(opts: ReplayCommandOptions, out: Output): Promise<void> {
@@ -96,6 +112,8 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
     batchSize: opts.batchSize,
     ratePerSecond: opts.rate,
   };
+  const invalid = replayInputProblem(input);
+  if (invalid) throw new UsageError(invalid.replace(/^(\w+(?:\.\w+)?)\b/, (field) => REPLAY_FLAGS[field] ?? field));
   const summary = await startAndWatch<ReplayProgress, ReplaySummary>(
     {
       label: 'webhook-replay-dlq',
@@ -111,7 +129,7 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
   if (summary.preview) {
     out.log(`[webhook-replay-dlq] would replay by event_type: ${pairs(summary.preview.byEventType)}`);
     out.log(`[webhook-replay-dlq] would replay by last_status_code: ${pairs(summary.preview.byStatusCode)}`);
-    out.log(`[webhook-replay-dlq] sample event_ids: ${summary.preview.sampleIds.join(', ') || '(none)'}`);
+    out.log(`[webhook-replay-dlq] sample event_ids: ${summary.preview.sampleIds.map(printable).join(', ') || '(none)'}`);
   }
   out.log(`[webhook-replay-dlq] done ${formatReplayCounters(summary)} dry_run=${summary.dryRun}`);
   if (opts.json) {

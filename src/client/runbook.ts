@@ -1,20 +1,32 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
-import { ApplicationFailure, WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  ApplicationFailure,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { BACKFILL_LIMITS, type BackfillCounters } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
 import type { ReplayCounters } from '../shared/replay';
 import {
   RUNBOOK_STEPS,
+  type EarlierRun,
+  type GateAnswer,
   type GateDecision,
   type RunbookInput,
+  type RunbookProcedure,
   type RunbookProgress,
   type RunbookReport,
   type RunbookStep,
+  type RunningChild,
 } from '../shared/runbook';
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
+import { printable } from './text';
 import { connectClient, startOrAttach } from './watch';
 
 export interface RunbookCommandOptions {
@@ -112,7 +124,7 @@ function stepFigures(s: RunbookStep): string {
     parts.push(`created=${v.created} delivered=${v.delivered} dead_lettered=${v.deadLettered} waiting=${v.waiting} success_rate=${percent(v.successRate)}`);
   }
   if (s.confirm) parts.push(`dead_letter=${s.confirm.deadLetters} baseline=${s.confirm.baseline} replayed_waiting=${s.confirm.replayWaiting}`);
-  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${s.gate.reason})` : ''}`);
+  if (s.gate?.approvedBy === 'operator') parts.push(`approved by an operator${s.gate.reason ? ` (${printable(s.gate.reason)})` : ''}`);
   return parts.join(' ');
 }
 
@@ -122,47 +134,123 @@ export function formatStepLine(s: RunbookStep, workflowId: string): string {
     case 'running':
       return `${head}${s.workflowId ? ` (${s.workflowId})` : ''}`;
     case 'awaiting-approval':
-      return `${head} ${stepFigures(s)}; continue with: gotong-worker approve '${workflowId}' (or: gotong-worker reject '${workflowId}')`;
+      return `${head} ${stepFigures(s)}; continue with: gotong-worker approve '${workflowId}' --step ${s.number} (or: gotong-worker reject '${workflowId}' --step ${s.number})`;
     case 'failed':
     case 'rejected':
+    case 'cancelled':
     case 'skipped':
-      return `${head}: ${s.message ?? ''}`;
+      return `${head}: ${printable(s.message ?? '')}`;
     default:
       return `${head} ${stepFigures(s)}`.trimEnd();
   }
 }
 
-function reportJson(workflowId: string, r: RunbookReport): string {
+function earlierRunText(e: EarlierRun): string {
+  const how =
+    e.outcome === 'unfinished'
+      ? 'it ended without a report (terminated?)'
+      : e.stoppedAt !== null
+        ? `${e.outcome} at step ${e.stoppedAt}`
+        : e.outcome;
+  return `the run ${e.runKey} (${how}; started ${e.startedAt})`;
+}
+
+/** The lines that say where the procedure stands before step 1: which run this continues, and the baseline. */
+export function procedureLines(p: RunbookProcedure): string[] {
+  const lines: string[] = [];
+  if (p.continues) lines.push(`${LABEL} continues ${earlierRunText(p.continues)}: its backfill resumes, step 3 judges every event it created`);
+  const from = { measured: '', option: ' (--baseline)', 'earlier-run': ' (carried from the run it continues)' }[p.baselineFrom];
+  lines.push(`${LABEL} baseline dead_letter=${p.baseline}${from}`);
+  return lines;
+}
+
+/** The final report as one JSON object, snake_case throughout (the breakdowns keep event types and codes as keys). */
+export function reportJson(workflowId: string, r: RunbookReport): string {
+  const continues = r.procedure?.continues;
   return JSON.stringify({
     workflow_id: workflowId,
+    run_key: r.runKey,
     outcome: r.outcome,
     stopped_at: r.stoppedAt,
     reason: r.reason,
     baseline: r.baseline,
+    baseline_from: r.procedure?.baselineFrom ?? null,
+    procedure_key: r.procedure?.key ?? null,
+    continues: continues
+      ? {
+          run_key: continues.runKey,
+          workflow_id: continues.workflowId,
+          run_id: continues.runId,
+          outcome: continues.outcome,
+          stopped_at: continues.stoppedAt,
+          reason: continues.reason,
+          started_at: continues.startedAt,
+        }
+      : null,
     steps: r.steps.map((s) => ({
       number: s.number,
       name: s.name,
       status: s.status,
       workflow_id: s.workflowId ?? null,
-      ...(s.backfill ?? {}),
-      ...(s.replay ? { ...s.replay, preview: undefined } : {}),
+      run_key: s.runKey ?? null,
+      ...(s.backfill
+        ? {
+            processed: s.backfill.processed,
+            created: s.backfill.created,
+            enqueued: s.backfill.enqueued,
+            duplicates: s.backfill.duplicates,
+            failed: s.backfill.failed,
+            dry_run: s.backfill.dryRun,
+          }
+        : {}),
+      ...(s.replay
+        ? {
+            processed: s.replay.processed,
+            replayed: s.replay.replayed,
+            enqueued: s.replay.enqueued,
+            skipped: s.replay.skipped,
+            failed: s.replay.failed,
+            dry_run: s.replay.dryRun,
+          }
+        : {}),
       ...(s.replay?.preview ? { by_event_type: s.replay.preview.byEventType, by_status_code: s.replay.preview.byStatusCode } : {}),
       ...(s.verify
-        ? { waiting: s.verify.waiting, delivered: s.verify.delivered, dead_lettered: s.verify.deadLettered, success_rate: s.verify.successRate }
+        ? {
+            created: s.verify.created,
+            waiting: s.verify.waiting,
+            delivered: s.verify.delivered,
+            dead_lettered: s.verify.deadLettered,
+            success_rate: s.verify.successRate,
+          }
         : {}),
       ...(s.confirm ? { dead_letter: s.confirm.deadLetters, replayed_waiting: s.confirm.replayWaiting } : {}),
-      ...(s.gate?.failedRatio !== undefined ? { failed_ratio: s.gate.failedRatio } : {}),
+      ...(s.gate?.failedRatio !== undefined ? { failed_ratio: s.gate.failedRatio, max_failed_ratio: s.gate.maxFailedRatio ?? null } : {}),
       ...(s.gate?.approvedBy ? { approved_by: s.gate.approvedBy } : {}),
+      ...(s.gate?.decidedVia ? { decided_via: s.gate.decidedVia, decision_reason: s.gate.reason ?? null } : {}),
       message: s.message ?? null,
     })),
   });
+}
+
+type ChildCounters = BackfillCounters | ReplayCounters;
+
+/**
+ * A child's live counters, from its own `progress` query; null while it cannot answer (not started yet, or
+ * between continue-as-new runs). Kept small so a shared watcher can take its place.
+ */
+export async function queryChildProgress(client: Client, workflowId: string): Promise<ChildCounters | null> {
+  try {
+    return await client.workflow.getHandle(workflowId).query<ChildCounters>('progress');
+  } catch {
+    return null;
+  }
 }
 
 /** Prints each step transition once, and the running child's progress every `progressEvery` items. */
 class RunbookPrinter {
   private readonly printed = new Map<number, string>();
   private readonly childPrinted = new Map<string, number>();
-  private baselinePrinted = false;
+  private procedurePrinted = false;
 
   constructor(
     private readonly workflowId: string,
@@ -170,32 +258,36 @@ class RunbookPrinter {
     private readonly out: Output,
   ) {}
 
-  show(p: Pick<RunbookProgress, 'steps' | 'baseline'> & Partial<Pick<RunbookProgress, 'child'>>): void {
-    if (!this.baselinePrinted && p.baseline !== null) {
-      this.baselinePrinted = true;
-      this.out.log(`${LABEL} baseline dead_letter=${p.baseline}`);
+  show(p: Pick<RunbookProgress, 'steps' | 'procedure'>): void {
+    if (!this.procedurePrinted && p.procedure) {
+      this.procedurePrinted = true;
+      for (const line of procedureLines(p.procedure)) this.out.log(line);
     }
     for (const s of p.steps) {
-      if (s.status === 'pending' || this.printed.get(s.number) === s.status) continue;
-      // A finished step whose child progress has not been printed yet still gets its start line first.
+      const shown = s.waitingFor ? `${s.status}:${s.waitingFor}` : s.status;
+      if (s.status === 'pending' || this.printed.get(s.number) === shown) continue;
+      // A finished step whose start was not seen still gets its start line first.
       if (!this.printed.has(s.number) && s.status !== 'running' && s.workflowId) {
         this.out.log(formatStepLine({ ...s, status: 'running' }, this.workflowId));
       }
-      this.printed.set(s.number, s.status);
-      this.out.log(formatStepLine(s, this.workflowId));
+      this.printed.set(s.number, shown);
+      this.out.log(
+        s.waitingFor
+          ? `${LABEL} step ${s.number}/${RUNBOOK_STEPS.length} ${s.name}: waiting for ${s.waitingFor}, left running by an earlier run of this runbook, to close`
+          : formatStepLine(s, this.workflowId),
+      );
     }
-    const child = p.child;
-    if (child) {
-      const last = this.childPrinted.get(child.workflowId) ?? 0;
-      if (Math.floor(child.counters.processed / this.progressEvery) > Math.floor(last / this.progressEvery)) {
-        this.childPrinted.set(child.workflowId, child.counters.processed);
-        this.out.log(
-          child.kind === 'backfill'
-            ? `[webhook-backfill] progress ${formatCounters(child.counters as BackfillCounters)}`
-            : `[webhook-replay-dlq] progress ${formatReplayCounters(child.counters as ReplayCounters)}`,
-        );
-      }
-    }
+  }
+
+  showChild(child: RunningChild, counters: ChildCounters): void {
+    const last = this.childPrinted.get(child.workflowId) ?? 0;
+    if (Math.floor(counters.processed / this.progressEvery) <= Math.floor(last / this.progressEvery)) return;
+    this.childPrinted.set(child.workflowId, counters.processed);
+    this.out.log(
+      child.kind === 'backfill'
+        ? `[webhook-backfill] progress ${formatCounters(counters as BackfillCounters)}`
+        : `[webhook-replay-dlq] progress ${formatReplayCounters(counters as ReplayCounters)}`,
+    );
   }
 }
 
@@ -218,6 +310,25 @@ function stoppedReport(err: unknown): RunbookReport | null {
   if (!(err instanceof WorkflowFailedError) || !(err.cause instanceof ApplicationFailure)) return null;
   const details = err.cause.details as unknown[] | undefined;
   return err.cause.type === 'RunbookStopped' && details?.[0] ? (details[0] as RunbookReport) : null;
+}
+
+/**
+ * Who ended a child from outside the runbook, from the child's own history (a workflow cannot see it):
+ * the terminate request's identity and reason, or the cancel request's identity.
+ */
+async function whoEndedChild(client: Client, workflowId: string): Promise<string | null> {
+  try {
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    for (const event of [...(history.events ?? [])].reverse()) {
+      const terminated = event.workflowExecutionTerminatedEventAttributes;
+      if (terminated) return `terminated by ${terminated.identity || 'an unnamed client'}${terminated.reason ? `: ${terminated.reason}` : ''}`;
+      const cancel = event.workflowExecutionCancelRequestedEventAttributes;
+      if (cancel) return `cancel requested by ${cancel.identity || 'an unnamed client'}${cancel.cause ? `: ${cancel.cause}` : ''}`;
+    }
+  } catch {
+    // Only a detail for the operator; the report stands without it.
+  }
+  return null;
 }
 
 export interface RunbookHooks {
@@ -252,6 +363,9 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
         try {
           const progress = await handle.query<RunbookProgress>('progress');
           printer.show(progress);
+          const child = progress.runningChild;
+          const counters = child ? await queryChildProgress(client, child.workflowId) : null;
+          if (child && counters) printer.showChild(child, counters);
           await hooks.onProgress?.(progress, handle);
         } catch {
           // No worker yet: the next tick tries again.
@@ -274,6 +388,11 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
       await poller;
     }
     printer.show(report);
+    const stoppedStep = report.stoppedAt ? report.steps[report.stoppedAt - 1] : undefined;
+    if (stoppedStep?.workflowId && (stoppedStep.status === 'cancelled' || / was terminated /.test(stoppedStep.message ?? ''))) {
+      const who = await whoEndedChild(client, stoppedStep.workflowId);
+      if (who) out.log(`${LABEL} ${stoppedStep.workflowId} was ${who}`);
+    }
     if (report.outcome === 'completed') {
       const confirm = report.steps[5]?.confirm;
       out.log(`${LABEL} done outcome=completed baseline=${report.baseline} dead_letter=${confirm?.deadLetters ?? 'n/a'}`);
@@ -288,31 +407,79 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
   }
 }
 
-/** `approve` / `reject`: only while the run waits at a gate, and only for that gate. */
+const CLOSED_AS: Record<string, string> = {
+  COMPLETED: 'it has completed',
+  FAILED: 'it has stopped',
+  CANCELLED: 'it was cancelled',
+  TERMINATED: 'it was terminated',
+  TIMED_OUT: 'it timed out',
+};
+
+/**
+ * `approve` / `reject`: a Workflow Update, so the run itself answers which gate it decided, or why it
+ * refused (not at a gate, another gate named, already decided). Refused: exit 1, nothing changed.
+ */
 export async function runGateDecision(
   decision: 'approve' | 'reject',
   workflowId: string,
-  opts: { reason?: string },
+  opts: { step?: number; reason?: string },
   out: Output,
 ): Promise<void> {
-  const { client, connection } = await connectClient();
+  const label = `[${decision}]`;
+  const { client, connection, target } = await connectClient();
   try {
     const handle = client.workflow.getHandle(workflowId);
-    let progress: RunbookProgress;
+    let description;
     try {
-      progress = await handle.query<RunbookProgress>('progress');
+      description = await handle.describe();
     } catch (err) {
-      throw new RunError(`[${decision}] cannot read ${workflowId}: ${(err as Error).message} (is it a webhook-runbook run, and is a worker running?)`);
+      if (err instanceof WorkflowNotFoundError) throw new RunError(`${label} no run ${workflowId} in namespace ${target.namespace}; use the id webhook-runbook printed`);
+      throw new RunError(`${label} cannot read ${workflowId}: ${(err as Error).message}`);
     }
-    if (progress.phase !== 'awaiting-approval' || progress.currentStep === null) {
-      throw new RunError(`[${decision}] ${workflowId} is not waiting for approval (phase ${progress.phase}); nothing sent`);
+    if (description.type !== 'webhookRecoveryRunbook') {
+      throw new RunError(`${label} ${workflowId} is a ${description.type} run, not a webhook-runbook run; nothing sent`);
     }
-    const payload: GateDecision = { step: progress.currentStep, reason: opts.reason };
-    await handle.signal(decision, payload);
-    const step = RUNBOOK_STEPS[progress.currentStep - 1]!;
-    out.log(`[${decision}] ${decision === 'approve' ? 'approved' : 'rejected'} the gate after step ${step.number} (${step.name}) of ${workflowId}`);
+    if (description.status.name !== 'RUNNING') {
+      const closed = CLOSED_AS[description.status.name] ?? `it is ${description.status.name.toLowerCase()}`;
+      throw new RunError(`${label} refused: the run is not waiting at a gate: ${closed}`);
+    }
+    if (!(await hasWorker(client, target.namespace, description.taskQueue))) {
+      throw new RunError(
+        `${label} no worker is polling task queue '${description.taskQueue}', so the run cannot answer; start one ('gotong-worker worker') and try again; nothing sent`,
+      );
+    }
+    // Without --step the decision names the gate the run waits at now, so a late or concurrent decision is
+    // refused as "already decided" rather than passing the next gate.
+    const step = opts.step ?? (await gateWaitingNow(handle));
+    let answer: GateAnswer;
+    try {
+      answer = await handle.executeUpdate<GateAnswer, [GateDecision]>(decision, { args: [{ step, reason: opts.reason }] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new RunError(`${label} refused: ${err.cause?.message ?? err.message}`);
+      if (err instanceof WorkflowNotFoundError) throw new RunError(`${label} refused: the run closed before it answered`);
+      throw new RunError(`${label} ${workflowId}: ${(err as Error).message}`);
+    }
+    out.log(`${label} ${answer.decision} the gate after step ${answer.step} (${answer.name}) of ${workflowId}`);
   } finally {
     await connection.close();
   }
 }
 
+async function gateWaitingNow(handle: WorkflowHandle): Promise<number | undefined> {
+  try {
+    const progress = await handle.query<RunbookProgress>('progress');
+    return progress.phase === 'awaiting-approval' ? (progress.currentStep ?? undefined) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function hasWorker(client: Client, namespace: string, taskQueue: string): Promise<boolean> {
+  try {
+    const response = await client.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType: 1 });
+    return (response.pollers ?? []).length > 0;
+  } catch {
+    // Cannot tell: let the update try.
+    return true;
+  }
+}

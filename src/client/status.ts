@@ -88,6 +88,8 @@ export interface RunSnapshot {
   failure: string | null;
   /** Why `live` is missing when it was asked for. */
   unavailable: string | null;
+  /** A running runbook's running child, with its counters from its own query (`status` only). */
+  child: { workflowId: string; kind: 'backfill' | 'replay'; live: BackfillProgress | ReplayProgress | null } | null;
 }
 
 /** gRPC's status code for a call that ran out of time. */
@@ -107,7 +109,7 @@ async function queryLive(client: Client, info: RunInfo, kind: RunKind | 'other')
   const started = Date.now();
   try {
     const live = await client.connection.withDeadline(started + QUERY_TIMEOUT_MS, () =>
-      client.workflow.getHandle(info.workflowId, info.runId).query<Live>(name),
+      client.workflow.getHandle(info.workflowId, info.runId || undefined).query<Live>(name),
     );
     return { live, unavailable: null };
   } catch (err) {
@@ -140,10 +142,10 @@ async function closedOutcome(client: Client, info: RunInfo): Promise<{ result: R
 
 /**
  * One snapshot of a run: its state, and its counters from its query while it runs, or its result once
- * closed. `withLiveForClosed` also asks a closed run that did not complete for its counters at the end
- * (a worker replays its history to answer).
+ * closed. `detailed` (for `status`) also asks a closed run that did not complete for its counters at the end
+ * (a worker replays its history to answer), and a running runbook's child for its counters.
  */
-export async function snapshotOf(client: Client, info: RunInfo, withLiveForClosed: boolean): Promise<RunSnapshot> {
+export async function snapshotOf(client: Client, info: RunInfo, detailed: boolean): Promise<RunSnapshot> {
   const kind = kindOf(info.type);
   const state = stateOf(info);
   const snapshot: RunSnapshot = {
@@ -159,11 +161,19 @@ export async function snapshotOf(client: Client, info: RunInfo, withLiveForClose
     result: null,
     failure: null,
     unavailable: null,
+    child: null,
   };
-  if (state === 'running') return { ...snapshot, ...(await queryLive(client, info, kind)) };
+  if (state === 'running') {
+    const running = { ...snapshot, ...(await queryLive(client, info, kind)) };
+    const child = kind === 'runbook' ? (running.live as RunbookProgress | null)?.runningChild : null;
+    if (!detailed || !child) return running;
+    const childInfo = { ...info, type: RUN_KINDS[child.kind], workflowId: child.workflowId, runId: '' };
+    const { live } = await queryLive(client, childInfo, child.kind);
+    return { ...running, child: { workflowId: child.workflowId, kind: child.kind, live: live as BackfillProgress | ReplayProgress | null } };
+  }
   if (state === 'continued_as_new') return snapshot;
   const outcome = await closedOutcome(client, info);
-  const live = state !== 'completed' && withLiveForClosed && !outcome.result ? await queryLive(client, info, kind) : null;
+  const live = state !== 'completed' && detailed && !outcome.result ? await queryLive(client, info, kind) : null;
   return { ...snapshot, ...outcome, ...(live ?? {}) };
 }
 
@@ -236,10 +246,10 @@ export function statusLines(s: RunSnapshot, now = Date.now()): string[] {
     for (const step of steps) {
       if (step.status !== 'pending') lines.push(`  ${printable(formatStepLine(step, s.workflowId))}`);
     }
-    const child = (s.live as RunbookProgress | null)?.child;
-    if (child) {
-      const figures = child.kind === 'backfill' ? formatCounters(child.counters as BackfillProgress) : formatReplayCounters(child.counters as ReplayProgress);
-      lines.push(`  child     ${printable(child.workflowId)} ${figures}`);
+    if (s.child) {
+      const c = s.child;
+      const figures = !c.live ? 'counters unavailable' : c.kind === 'backfill' ? formatCounters(c.live as BackfillProgress) : formatReplayCounters(c.live as ReplayProgress);
+      lines.push(`  child     ${printable(c.workflowId)} ${figures}`);
     }
   }
   if (s.failure) lines.push(`  failure   ${printable(s.failure)}`);
@@ -262,6 +272,7 @@ export function snapshotJson(s: RunSnapshot): Record<string, unknown> {
     result: s.result,
     failure: s.failure,
     unavailable: s.unavailable,
+    child: s.child,
   }) as Record<string, unknown>;
 }
 

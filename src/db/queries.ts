@@ -84,9 +84,19 @@ export async function insertFailedLines(
   );
 }
 
-/** Serialises two executions of the same batch (a retry racing a slow original) for this transaction. */
-export async function lockBatch(client: PoolClient, runKey: string, batchKey: string): Promise<void> {
-  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${runKey}\u0001${batchKey}`]);
+/**
+ * Serialises two executions of the same batch (a retry racing a slow original) for this transaction.
+ * Tried rather than waited for in one statement: between tries the connection is idle, so an attempt whose
+ * worker died lets go at once (PostgreSQL sees the connection close), and one that is cancelled stops waiting.
+ */
+export async function lockBatch(client: PoolClient, runKey: string, batchKey: string, signal?: AbortSignal): Promise<void> {
+  const key = `${runKey}\u0001${batchKey}`;
+  for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 500)) {
+    const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`, [key]);
+    if (rows[0]!.locked) return;
+    signal?.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
 }
 
 export async function readLedger<T>(db: Pool | PoolClient, runKey: string, batchKey: string): Promise<T | null> {
@@ -199,6 +209,10 @@ export interface DeliveryRecord {
   request_body_sha256: string;
   response_body_sha256: string | null;
   response_excerpt: string | null;
+  /** Why the response body was read only in part ('size_limit', 'deadline', 'connection_lost'), or null. */
+  response_cut_off: string | null;
+  /** A 3xx answer's Location, sanitized and bounded; redirects are never followed. */
+  redirect_location: string | null;
   started_at: number;
   finished_at: number;
 }
@@ -221,13 +235,14 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
     const { rows } = await client.query<{ updated: string }>(
       `WITH r AS MATERIALIZED (
          SELECT r.event_id, r.status, r.status_code, r.error, r.attempt_number, r.trigger, r.duration_ms,
-                r.request_body_sha256, r.response_body_sha256, r.response_excerpt,
-                to_timestamp(r.next_attempt_at / 1000) AS next_attempt_at,
+                r.request_body_sha256, r.response_body_sha256, r.response_excerpt, r.response_cut_off,
+                r.redirect_location, to_timestamp(r.next_attempt_at / 1000) AS next_attempt_at,
                 to_timestamp(r.started_at / 1000) AS started_at, to_timestamp(r.finished_at / 1000) AS finished_at
            FROM json_to_recordset($1::json)
                 AS r(event_id text, status webhook_status, status_code int, error text, next_attempt_at float8,
                      attempt_number int, trigger text, duration_ms int, request_body_sha256 text,
-                     response_body_sha256 text, response_excerpt text, started_at float8, finished_at float8)),
+                     response_body_sha256 text, response_excerpt text, response_cut_off text,
+                     redirect_location text, started_at float8, finished_at float8)),
        outcome AS (
          UPDATE webhook_outbox o
             SET status = r.status, last_status_code = r.status_code, last_error = r.error,
@@ -240,9 +255,9 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
        logged AS (
          INSERT INTO webhook_delivery_attempts
            (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-            response_body_sha256, response_excerpt, started_at, finished_at)
+            response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at)
          SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
-                response_body_sha256, response_excerpt, started_at, finished_at
+                response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at
            FROM r)
        SELECT count(*) AS updated FROM outcome`,
       [JSON.stringify(records), leaseOwner],
@@ -388,19 +403,24 @@ export async function replaySelectAndReset(
 /**
  * Runs one batch exactly once: `work` and the ledger row commit in one transaction, under a lock on
  * (run, batch); a batch already in the ledger returns what it recorded without running again.
+ * Two attempts of one batch (a retry beside an attempt Temporal gave up on) are serialised by the lock:
+ * the later one waits for the earlier one's commit or rollback, then finds its ledger row or does the work.
+ * When `signal` aborts (the activity was cancelled or timed out) the batch rolls back instead of committing.
  */
 export async function onceInLedger<T>(
   pool: Pool,
   runKey: string,
   batchKey: string,
   work: (client: PoolClient) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const recorded = await readLedger<T>(pool, runKey, batchKey);
   if (recorded) return recorded;
   const client = await pool.connect();
+  // Statement cancellation on abort (src/db/pool.ts) plugs in here, for `client`, while this transaction is open.
   try {
     await client.query('BEGIN');
-    await lockBatch(client, runKey, batchKey);
+    await lockBatch(client, runKey, batchKey, signal);
     const raced = await readLedger<T>(client, runKey, batchKey);
     if (raced) {
       await client.query('COMMIT');
@@ -408,6 +428,27 @@ export async function onceInLedger<T>(
     }
     const result = await work(client);
     await writeLedger(client, runKey, batchKey, result);
+    signal?.throwIfAborted();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * What a batch committed, if it did: waits for any transaction still running that batch (an attempt that
+ * was cancelled or lost with its worker) to commit or roll back, then reads the ledger.
+ */
+export async function settledBatch<T>(pool: Pool, runKey: string, batchKey: string): Promise<T | null> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, runKey, batchKey);
+    const result = await readLedger<T>(client, runKey, batchKey);
     await client.query('COMMIT');
     return result;
   } catch (err) {
@@ -443,6 +484,72 @@ export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'l
     run ? [run.key] : [],
   );
   return rows[0]!;
+}
+
+export interface RunbookRunRow {
+  run_key: string;
+  procedure_key: string;
+  workflow_id: string;
+  workflow_run_id: string;
+  baseline: string;
+  baseline_from: 'measured' | 'option' | 'earlier-run';
+  continues: string | null;
+  outcome: 'running' | 'completed' | 'stopped' | 'cancelled';
+  stopped_at: number | null;
+  reason: string | null;
+  started_at: Date;
+}
+
+/** Serialises the runs that begin on one procedure, until the caller's transaction ends. */
+export async function lockRunbookProcedure(client: PoolClient, procedureKey: string): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`runbook:${procedureKey}`]);
+}
+
+export async function findRunbookRun(client: PoolClient, runKey: string): Promise<RunbookRunRow | null> {
+  const { rows } = await client.query<RunbookRunRow>('SELECT * FROM runbook_runs WHERE run_key = $1', [runKey]);
+  return rows[0] ?? null;
+}
+
+export async function latestRunbookRun(client: PoolClient, procedureKey: string): Promise<RunbookRunRow | null> {
+  const { rows } = await client.query<RunbookRunRow>(
+    'SELECT * FROM runbook_runs WHERE procedure_key = $1 ORDER BY started_at DESC LIMIT 1',
+    [procedureKey],
+  );
+  return rows[0] ?? null;
+}
+
+export async function countDeadLetters(client: PoolClient): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE status = 'dead_letter'`);
+  return Number(rows[0]!.n);
+}
+
+export async function insertRunbookRun(
+  client: PoolClient,
+  row: Pick<RunbookRunRow, 'run_key' | 'procedure_key' | 'workflow_id' | 'workflow_run_id' | 'baseline_from' | 'continues'> & { baseline: number },
+): Promise<void> {
+  await client.query(
+    `INSERT INTO runbook_runs (run_key, procedure_key, workflow_id, workflow_run_id, baseline, baseline_from, continues)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [row.run_key, row.procedure_key, row.workflow_id, row.workflow_run_id, row.baseline, row.baseline_from, row.continues],
+  );
+}
+
+/** A reset run keeps its run key; the row points at the newest run of it. */
+export async function setRunbookRunId(client: PoolClient, runKey: string, workflowRunId: string): Promise<void> {
+  await client.query('UPDATE runbook_runs SET workflow_run_id = $2 WHERE run_key = $1', [runKey, workflowRunId]);
+}
+
+export async function finishRunbookRun(
+  pool: Pool,
+  runKey: string,
+  outcome: 'completed' | 'stopped' | 'cancelled',
+  stoppedAt: number | null,
+  reason: string | null,
+): Promise<void> {
+  await pool.query(
+    'UPDATE runbook_runs SET outcome = $2, stopped_at = $3, reason = $4, finished_at = now() WHERE run_key = $1',
+    [runKey, outcome, stoppedAt, reason],
+  );
 }
 
 // ---- operator views: metrics gauges, `outbox stats`, `outbox show` ----

@@ -1,9 +1,14 @@
 /** What one HTTP attempt's result means for the event. Pure, so the rules are unit-tested on their own. */
 export type Verdict = 'delivered' | 'retryable' | 'terminal';
 
+/**
+ * 2xx delivered; 408, 429, 5xx retryable; 3xx retryable as well: a redirect (never followed) says the
+ * configured URL is not the endpoint, the same for every event, like an outage, and once an operator fixes
+ * WEBHOOK_URL the waiting events go out without a replay. Any other status is terminal.
+ */
 export function classifyStatus(status: number): Verdict {
   if (status >= 200 && status < 300) return 'delivered';
-  if (status === 408 || status === 429 || status >= 500) return 'retryable';
+  if (status === 408 || status === 429 || status >= 500 || (status >= 300 && status < 400)) return 'retryable';
   return 'terminal';
 }
 

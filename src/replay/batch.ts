@@ -1,25 +1,65 @@
-import { readFile } from 'node:fs/promises';
 import type { Pool } from 'pg';
-import { analyzeOutbox, onceInLedger, replaySelectAndReset } from '../db/queries';
+import { analyzeOutbox, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
+import { InputFileError, openInputFile } from '../input-files';
+import { replayBatchKey } from '../shared/batch-keys';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter } from '../shared/replay';
 
-/** The --event-ids file is read by the worker, like a backfill file; blank lines are ignored. */
-export async function loadEventIds(filter: ReplayFilter): Promise<string[] | null> {
+/** An id list is read whole and sent with every batch's query: beyond this, select by other filters. */
+export const MAX_EVENT_IDS_FILE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The --event-ids file is read by the worker, like a backfill file: only below the input roots, only a
+ * regular file, checked on the opened handle. Blank lines are ignored.
+ */
+export async function loadEventIds(filter: ReplayFilter, roots: readonly string[]): Promise<string[] | null> {
   if (!filter.eventIdsPath) return null;
-  const text = await readFile(filter.eventIdsPath, 'utf8');
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line.length > 0);
+  const { handle, info } = await openInputFile(filter.eventIdsPath, roots);
+  try {
+    if (info.size > MAX_EVENT_IDS_FILE_BYTES) {
+      throw new InputFileError(
+        `--event-ids file ${filter.eventIdsPath} is ${info.size} bytes, over the ${MAX_EVENT_IDS_FILE_BYTES}-byte limit; ` +
+          'split the list into several replays, or select by event type, status code or time instead',
+      );
+    }
+    // Exactly the size it had when opened: a file still being appended to cannot grow the read.
+    const buffer = Buffer.alloc(info.size);
+    let filled = 0;
+    while (filled < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buffer
+      .subarray(0, filled)
+      .toString('utf8')
+      .split(/\r?\n/)
+      .map((line) => line.trim())
+      .filter((line) => line.length > 0);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Resets one batch exactly once: its resets, audit rows and ledger row commit together. */
-export async function runReplayBatch(pool: Pool, input: ReplayBatchInput): Promise<ReplayBatchResult> {
-  const eventIds = await loadEventIds(input.filter);
+export async function runReplayBatch(
+  pool: Pool,
+  input: ReplayBatchInput,
+  roots: readonly string[],
+  signal?: AbortSignal,
+): Promise<ReplayBatchResult> {
+  const batchKey = replayBatchKey(input.batchNumber);
+  // A batch already done returns its result without needing the id file again.
+  const recorded = await readLedger<ReplayBatchResult>(pool, input.runKey, batchKey);
+  if (recorded) return recorded;
+  const eventIds = await loadEventIds(input.filter, roots);
   // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
   // outbox; fresh statistics keep every batch's selection on the dead-letter index.
   if (input.batchNumber === 0) await analyzeOutbox(pool);
-  return onceInLedger(pool, input.runKey, `replay:${input.batchNumber}`, (client) =>
-    replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size),
+  return onceInLedger(
+    pool,
+    input.runKey,
+    batchKey,
+    (client) => replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size),
+    signal,
   );
 }

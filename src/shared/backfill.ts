@@ -28,6 +28,10 @@ export function addCounters(a: BackfillCounters, b: BackfillCounters): BackfillC
 export interface FileFingerprint {
   size: number;
   mtimeMs: number;
+  /** Device and inode (decimal strings: they can exceed 2^53) on `host`, the worker that took the fingerprint. */
+  dev?: string;
+  ino?: string;
+  host?: string;
 }
 
 export interface BackfillBatchInput {

@@ -1,6 +1,10 @@
 import {
   ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
   condition,
+  isCancellation,
+  patched,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -21,21 +25,25 @@ import {
   type BackfillSummary,
   ZERO_COUNTERS,
 } from '../shared/backfill';
-import { BATCH_ACTIVITY_OPTIONS } from './options';
-import { reportProgressToParent } from './parent';
+import { backfillBatchKey } from '../shared/batch-keys';
+import { backfillInputProblem } from '../shared/input-checks';
+import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { wakeDispatcher } from './wake';
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
-const { inspectBackfillFile, processBackfillBatch, finishBackfill } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const { inspectBackfillFile, processBackfillBatch, finishBackfill, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Reads an NDJSON file into the outbox batch by batch. Counters live here and come back in the
  * `progress` query; each batch is accounted exactly once by the ledger, whatever is retried.
  */
 export async function webhookBackfill(input: BackfillInput): Promise<BackfillSummary> {
+  const invalid = backfillInputProblem(input);
+  if (invalid) throw ApplicationFailure.nonRetryable(`webhookBackfill cannot run: ${invalid}`, 'InvalidInput');
   const batchesPerRun = input.batchesPerRun ?? BACKFILL_LIMITS.defaultBatchesPerRun;
   let phase: BackfillPhase = 'starting';
   let state: BackfillRunState | undefined = input.state;
@@ -58,6 +66,10 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     paused = false;
   });
 
+  // Runs started before cancellation settled the batch in flight replay as they ran.
+  const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
+  const runBatch = settlesCancelledBatch ? processBackfillBatch : preSettle.processBackfillBatch;
+
   if (!state) {
     const fingerprint = await inspectBackfillFile(input.path);
     state = { fingerprint, offset: 0, nextLine: 1, batches: 0, counters, paused };
@@ -73,17 +85,33 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
       return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused } });
     }
-    const result: BackfillBatchResult = await processBackfillBatch({
-      runKey: input.runKey,
-      workflowId: workflowInfo().workflowId,
-      path: input.path,
-      fingerprint: state.fingerprint,
-      startOffset: state.offset,
-      startLine: state.nextLine,
-      batchSize: input.batchSize,
-      dryRun: input.dryRun,
-      maxAttempts: input.maxAttempts,
-    });
+    let result: BackfillBatchResult;
+    try {
+      result = await runBatch({
+        runKey: input.runKey,
+        workflowId: workflowInfo().workflowId,
+        path: input.path,
+        fingerprint: state.fingerprint,
+        startOffset: state.offset,
+        startLine: state.nextLine,
+        batchSize: input.batchSize,
+        dryRun: input.dryRun,
+        maxAttempts: input.maxAttempts,
+      });
+    } catch (err) {
+      if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
+      // Cancelled with this batch in flight. Its attempt has ended, but a lost one may still hold its
+      // transaction: wait for it to end and count the batch if it committed, so the counters this run ends
+      // with are exactly what the outbox and the ledger hold.
+      const committed = (await CancellationScope.nonCancellable(() =>
+        settleBatch({ runKey: input.runKey, batchKey: backfillBatchKey(state!.offset) }),
+      )) as BackfillBatchResult | null;
+      if (committed) {
+        counters = addCounters(counters, committed);
+        state = { ...state, offset: committed.endOffset, nextLine: state.nextLine + committed.linesConsumed, batches: state.batches + 1 };
+      }
+      throw isCancellation(err) ? err : new CancelledFailure('the backfill was cancelled while a batch was in flight');
+    }
     if (result.endOffset <= state.offset) {
       // Cannot happen while the file matches its fingerprint; looping here forever would be worse than failing.
       throw ApplicationFailure.nonRetryable(`batch at offset ${state.offset} made no progress`, 'BackfillStalled');
@@ -96,7 +124,6 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
-    reportProgressToParent('backfill', counters);
     if (result.created > 0 && !input.dryRun && !dispatcherWoken) {
       dispatcherWoken = true;
       wakeDispatcher();

@@ -1,5 +1,10 @@
 import {
+  ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
   condition,
+  isCancellation,
+  patched,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -10,6 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  type ReplayBatchResult,
   type ReplayCounters,
   type ReplayInput,
   type ReplayPreview,
@@ -17,21 +23,25 @@ import {
   type ReplaySummary,
   ZERO_REPLAY,
 } from '../shared/replay';
-import { BATCH_ACTIVITY_OPTIONS } from './options';
-import { reportProgressToParent } from './parent';
+import { replayBatchKey } from '../shared/batch-keys';
+import { replayInputProblem } from '../shared/input-checks';
+import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { wakeDispatcher } from './wake';
 
 export const replayProgressQuery = defineQuery<ReplayProgress>('progress');
 export const replayPauseSignal = defineSignal('pause');
 export const replayResumeSignal = defineSignal('resume');
 
-const { previewReplay, replayBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const { previewReplay, replayBatch, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
+const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
 
 /**
  * Resets matching outbox rows (dead letters by default) to pending and due, in batches, each batch
  * exactly once (ledger) with an audit row per event; or, as a dry run, only reports what would be reset.
  */
 export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummary> {
+  const invalid = replayInputProblem(input);
+  if (invalid) throw ApplicationFailure.nonRetryable(`webhookReplayDlq cannot run: ${invalid}`, 'InvalidInput');
   let counters: ReplayCounters = input.state?.counters ?? ZERO_REPLAY;
   let batches = input.state?.batches ?? 0;
   let paused = input.state?.paused ?? false;
@@ -48,6 +58,10 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
   setHandler(replayResumeSignal, () => {
     paused = false;
   });
+
+  // Runs started before cancellation settled the batch in flight replay as they ran.
+  const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
+  const runBatch = settlesCancelledBatch ? replayBatch : preSettle.replayBatch;
 
   if (input.dryRun) {
     const preview: ReplayPreview = await previewReplay({ filter: input.filter, limit: input.limit });
@@ -68,17 +82,30 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
       return continueAsNew<typeof webhookReplayDlq>({ ...input, state: { counters, batches, paused } });
     }
     const size = Math.min(batchSize, input.limit - counters.processed);
-    const result = await replayBatch({ runKey: input.runKey, batchNumber: batches, filter: input.filter, size });
-    counters = {
-      processed: counters.processed + result.selected,
-      replayed: counters.replayed + result.replayed,
-      enqueued: counters.enqueued + result.replayed,
-      skipped: counters.skipped + (result.selected - result.replayed),
-      failed: counters.failed,
+    const count = (result: ReplayBatchResult) => {
+      counters = {
+        processed: counters.processed + result.selected,
+        replayed: counters.replayed + result.replayed,
+        enqueued: counters.enqueued + result.replayed,
+        skipped: counters.skipped + (result.selected - result.replayed),
+        failed: counters.failed,
+      };
+      batches += 1;
     };
-    batches += 1;
+    let result: ReplayBatchResult;
+    try {
+      result = await runBatch({ runKey: input.runKey, batchNumber: batches, filter: input.filter, size });
+    } catch (err) {
+      if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
+      // Cancelled with this batch in flight: count it if it committed (see webhookBackfill).
+      const committed = (await CancellationScope.nonCancellable(() =>
+        settleBatch({ runKey: input.runKey, batchKey: replayBatchKey(batches) }),
+      )) as ReplayBatchResult | null;
+      if (committed) count(committed);
+      throw isCancellation(err) ? err : new CancelledFailure('the replay was cancelled while a batch was in flight');
+    }
+    count(result);
     batchesThisRun += 1;
-    reportProgressToParent('replay', counters);
     if (result.replayed > 0 && !woke) {
       woke = true;
       wakeDispatcher();

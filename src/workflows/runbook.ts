@@ -1,43 +1,58 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   ChildWorkflowFailure,
   condition,
+  ContinueAsNew,
+  continueAsNew,
   defineQuery,
   defineSignal,
-  executeChild,
-  isCancellation,
+  defineUpdate,
+  getExternalWorkflowHandle,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
   sleep,
+  startChild,
+  TerminatedFailure,
+  TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { BackfillInput, BackfillSummary } from '../shared/backfill';
 import type { ReplayInput, ReplaySummary } from '../shared/replay';
 import {
-  type ChildProgress,
+  type GateAnswer,
   type GateDecision,
+  GATE_STEPS,
   RUNBOOK_DEFAULTS,
   RUNBOOK_STEPS,
   runbookChildId,
+  type RefusedDecision,
   type RunbookInput,
+  type RunbookOutcome,
+  type RunbookProcedure,
   type RunbookProgress,
   type RunbookReport,
   type RunbookStep,
+  type RunningChild,
   type StepNumber,
   type VerifyFigures,
 } from '../shared/runbook';
 import { webhookBackfill } from './backfill';
-import { childProgressSignal } from './parent';
 import { webhookReplayDlq } from './replay';
 
 export const runbookProgressQuery = defineQuery<RunbookProgress>('progress');
+/** The CLI's way to decide a gate: the answer says which gate was decided, or why not. */
+export const approveUpdate = defineUpdate<GateAnswer, [GateDecision | undefined]>('approve');
+export const rejectUpdate = defineUpdate<GateAnswer, [GateDecision | undefined]>('reject');
+/** The Temporal UI's way: the same rules; a refused signal shows in `progress` as lastRefusedDecision. */
 export const approveSignal = defineSignal<[GateDecision?]>('approve');
 export const rejectSignal = defineSignal<[GateDecision?]>('reject');
 
-const { outboxMetrics, previewReplay } = proxyActivities<Activities>({
+const { outboxMetrics, previewReplay, inspectBackfillFile, beginRunbook, finishRunbook } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds' },
 });
@@ -46,54 +61,126 @@ const DEAD_LETTERS = { status: 'dead_letter', eventTypes: [] as string[] } as co
 
 const percent = (ratio: number) => `${(ratio * 100).toFixed(2)}%`;
 const duration = (ms: number) => (ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
+/** Workflow time: deterministic in the sandbox (the time of the current workflow task). */
+const workflowNow = () => new Date().getTime();
+
+type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
 /**
  * The runbook's six steps as one durable run: backfill dry-run, gate, backfill execute, verify delivery,
  * replay dry-run, gate, replay execute, confirm the dead letters are back to the baseline. Backfill and
- * replay run as child workflows whose run keys derive from this run's, so a step re-run after a reset or
- * retry finds its batches in the ledger and writes nothing twice. A failed gate, a rejection or a timed-out
- * wait fails the run with the step's figures (and the whole report as the failure's details).
+ * replay run as child workflows; a failed gate, a rejection, a child ended from outside or a timed-out wait
+ * fails the run with a `RunbookStopped` failure whose details are the whole report.
+ *
+ * A run on a file whose last run did not complete continues that procedure (see RunbookProcedure): the
+ * same baseline, and step 2 resumes the same backfill, so step 3 judges every event the file's backfill
+ * created. Steps 3 and 6 continue as new every `pollsPerRun` looks at the outbox, so no run's history
+ * grows with the file or the timeouts; children report nothing to it (the CLI queries them).
  */
 export async function webhookRecoveryRunbook(input: RunbookInput): Promise<RunbookReport> {
   const runbookId = workflowInfo().workflowId;
-  const steps: RunbookStep[] = RUNBOOK_STEPS.map((s) => ({ number: s.number, name: s.name, status: 'pending' }));
+  const resume = input.resume;
+  const steps: RunbookStep[] = resume?.steps ?? RUNBOOK_STEPS.map((s) => ({ number: s.number, name: s.name, status: 'pending' }));
   const step = (n: StepNumber) => steps[n - 1]!;
-  let currentStep: StepNumber | null = null;
+  let procedure: RunbookProcedure | null = resume?.procedure ?? null;
+  let currentStep: StepNumber | null = resume?.at ?? null;
   let phase: RunbookProgress['phase'] = 'running';
-  let baseline: number | null = input.baseline ?? null;
-  let child: ChildProgress | null = null;
+  let runningChild: RunningChild | null = null;
   let awaitingGate: StepNumber | null = null;
-  let decision: { approved: boolean; reason?: string } | null = null;
+  let decision: Decision | null = null;
+  let lastRefusedDecision: RefusedDecision | null = resume?.lastRefusedDecision ?? null;
+  const baseline = () => procedure?.baseline ?? input.baseline ?? null;
 
   setHandler(runbookProgressQuery, () => ({
     runKey: input.runKey,
+    procedure,
     phase,
     currentStep,
     approval: input.approval,
-    baseline,
+    baseline: baseline(),
     steps,
-    child,
+    runningChild,
+    lastRefusedDecision,
   }));
-  const decide = (approved: boolean) => (d?: GateDecision) => {
-    // A decision only counts at the gate it names (or the one waiting, if it names none).
-    if (awaitingGate === null || (d?.step !== undefined && d.step !== awaitingGate)) return;
-    decision = { approved, reason: d?.reason };
-  };
-  setHandler(approveSignal, decide(true));
-  setHandler(rejectSignal, decide(false));
-  setHandler(childProgressSignal, (progress) => {
-    if (currentStep !== null && progress.workflowId === step(currentStep).workflowId) child = progress;
-  });
 
-  const report = (outcome: RunbookReport['outcome'], stoppedAt: StepNumber | null, reason: string | null): RunbookReport => ({
+  // ---- gate decisions: the first one at the open gate wins; every other is refused with the reason ----
+
+  const gateName = (n: StepNumber) => `the gate after step ${n} (${step(n).name})`;
+  const where = () => {
+    if (phase === 'completed') return 'it has completed';
+    if (phase === 'stopped' || phase === 'cancelled') return `it ${phase} at step ${currentStep}`;
+    if (currentStep === null) return 'it is starting';
+    return `step ${currentStep} (${step(currentStep).name}) is ${step(currentStep).status}`;
+  };
+  const decided = (n: StepNumber): string | null => {
+    const s = step(n);
+    if (s.gate?.approvedBy === 'operator') return `${gateName(n)} was already approved by an operator${s.gate.reason ? ` (${s.gate.reason})` : ''}`;
+    if (s.gate?.approvedBy === 'auto') return `${gateName(n)} was already passed on its checks`;
+    if (s.status === 'rejected') return `${gateName(n)} was already rejected${s.gate?.reason ? ` (${s.gate.reason})` : ''}`;
+    return null;
+  };
+
+  function refusal(d: GateDecision | undefined): string | null {
+    if (d !== undefined && d !== null && typeof d !== 'object') return 'the decision must be an object such as {"step": 1, "reason": "..."}';
+    if (d?.step !== undefined && !Number.isInteger(d.step)) return `step must be a whole number, not ${JSON.stringify(d.step)}`;
+    if (d?.reason !== undefined && typeof d.reason !== 'string') return 'reason must be a string';
+    if (input.approval === 'auto') return 'this run passes its gates on their checks alone (--approval auto); there is nothing to decide';
+    const named = d?.step as StepNumber | undefined;
+    if (named !== undefined && !GATE_STEPS.includes(named)) return `step ${named} has no gate; the gates follow steps ${GATE_STEPS.join(' and ')}`;
+    if (named !== undefined && named !== awaitingGate) {
+      return decided(named) ?? (awaitingGate !== null ? `the run waits at ${gateName(awaitingGate)}, not at the gate after step ${named}` : `the run is not waiting at ${gateName(named)}: ${where()}`);
+    }
+    if (awaitingGate === null) return `the run is not waiting at a gate: ${where()}`;
+    if (decision !== null) return `${gateName(awaitingGate)} was already ${decision.approved ? 'approved' : 'rejected'}; the first decision stands`;
+    return null;
+  }
+
+  function decide(approved: boolean, d: GateDecision | undefined, via: Decision['via']): GateAnswer {
+    const n = awaitingGate!;
+    decision = { approved, reason: d?.reason, via };
+    return { step: n, name: step(n).name, decision: approved ? 'approved' : 'rejected', reason: d?.reason ?? null };
+  }
+
+  for (const [approved, update, signal] of [
+    [true, approveUpdate, approveSignal],
+    [false, rejectUpdate, rejectSignal],
+  ] as const) {
+    setHandler(update, (d) => decide(approved, d, 'update'), {
+      validator: (d) => {
+        const why = refusal(d);
+        if (why) throw ApplicationFailure.create({ type: 'DecisionRefused', message: why, nonRetryable: true });
+      },
+    });
+    setHandler(signal, (d) => {
+      const why = refusal(d);
+      if (!why) {
+        decide(approved, d, 'signal');
+        return;
+      }
+      const asObject = typeof d === 'object' && d !== null ? d : undefined;
+      lastRefusedDecision = {
+        decision: approved ? 'approve' : 'reject',
+        via: 'signal',
+        step: typeof asObject?.step === 'number' ? asObject.step : null,
+        reason: typeof asObject?.reason === 'string' ? asObject.reason : null,
+        refusal: why,
+      };
+    });
+  }
+
+  // ---- steps ----
+
+  const report = (outcome: RunbookOutcome, stoppedAt: StepNumber | null, reason: string | null): RunbookReport => ({
     outcome,
     stoppedAt,
     reason,
-    baseline,
+    baseline: baseline(),
+    runKey: input.runKey,
+    procedure,
     steps,
   });
 
-  const stop = (n: StepNumber, status: 'failed' | 'rejected', message: string): never => {
+  const stop = (n: StepNumber, status: 'failed' | 'rejected' | 'cancelled', message: string): never => {
     step(n).status = status;
     step(n).message = message;
     phase = 'stopped';
@@ -103,44 +190,80 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
 
   const begin = (n: StepNumber) => {
     currentStep = n;
-    child = null;
     step(n).status = 'running';
   };
 
-  const childRunKey = (n: StepNumber) => `${input.runKey}/step-${n}`;
+  const cancelledFromHere = () => CancellationScope.current().consideredCancelled;
 
-  async function runChild<T>(n: StepNumber, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      const cause = err instanceof ChildWorkflowFailure ? (err.cause?.message ?? err.message) : (err as Error).message;
-      return stop(n, 'failed', `${step(n).workflowId} did not finish: ${cause}`);
-    } finally {
-      child = null;
+  /**
+   * Starts a child under its fixed id. A run of that id still open belongs to an earlier run of this
+   * runbook (reset, or terminated) whose close asked it to cancel: it works on the same ledger keys, so
+   * the step waits for it to close (asking once more) rather than run beside it or fail on the id.
+   */
+  async function startTakingOver<H>(n: StepNumber, workflowId: string, start: () => Promise<H>): Promise<H> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await start();
+        delete step(n).waitingFor;
+        return handle;
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+        step(n).waitingFor = workflowId;
+        if (attempt === 0) await getExternalWorkflowHandle(workflowId).cancel().catch(() => undefined);
+        await sleep(Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5)));
+      }
     }
   }
 
-  function backfill(n: 1 | 2, dryRun: boolean): Promise<BackfillSummary> {
-    const workflowId = runbookChildId(runbookId, n);
-    step(n).workflowId = workflowId;
-    const args: BackfillInput = { runKey: childRunKey(n), path: input.path, dryRun, maxAttempts: input.maxAttempts, batchSize: input.batchSize };
-    return runChild(n, () => executeChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }));
+  /** How a child that did not complete ended, for the step's status and message. */
+  function childEnd(workflowId: string, err: unknown): ['failed' | 'cancelled', string] {
+    const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
+    const after = 'its committed batches stay recorded; run the runbook on the same file again to continue';
+    if (cause instanceof CancelledFailure) {
+      return ['cancelled', `${workflowId} was cancelled from outside the runbook (an operator: the Temporal UI or 'temporal workflow cancel'); ${after}`];
+    }
+    if (cause instanceof TerminatedFailure) {
+      return ['failed', `${workflowId} was terminated from outside the runbook (an operator: the Temporal UI or 'temporal workflow terminate'); ${after}`];
+    }
+    if (cause instanceof TimeoutFailure) return ['failed', `${workflowId} timed out (${cause.timeoutType})`];
+    return ['failed', `${workflowId} did not finish: ${(cause as Error | undefined)?.message ?? String(err)}`];
   }
 
-  function replay(n: 4 | 5, dryRun: boolean): Promise<ReplaySummary> {
+  async function runChild<R>(
+    n: StepNumber,
+    kind: RunningChild['kind'],
+    runKey: string,
+    start: (workflowId: string) => Promise<{ result(): Promise<R> }>,
+  ): Promise<R> {
     const workflowId = runbookChildId(runbookId, n);
     step(n).workflowId = workflowId;
-    const args: ReplayInput = {
-      runKey: childRunKey(n),
-      filter: { ...DEAD_LETTERS },
-      limit: input.replayLimit,
-      dryRun,
-      batchSize: input.replayBatchSize,
-      ratePerSecond: 0,
-    };
-    return runChild(n, () => executeChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }));
+    step(n).runKey = runKey;
+    runningChild = { step: n, workflowId, kind };
+    try {
+      const handle = await startTakingOver(n, workflowId, () => start(workflowId));
+      return await handle.result();
+    } catch (err) {
+      if (cancelledFromHere()) throw err;
+      return stop(n, ...childEnd(workflowId, err));
+    } finally {
+      runningChild = null;
+    }
   }
+
+  const backfill = (n: 1 | 2, runKey: string, dryRun: boolean): Promise<BackfillSummary> => {
+    const args: BackfillInput = { runKey, path: input.path, dryRun, maxAttempts: input.maxAttempts, batchSize: input.batchSize };
+    return runChild(n, 'backfill', runKey, (workflowId) =>
+      startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
+    );
+  };
+
+  const replay = (n: 4 | 5, dryRun: boolean): Promise<ReplaySummary> => {
+    const runKey = `${input.runKey}/step-${n}`;
+    const args: ReplayInput = { runKey, filter: { ...DEAD_LETTERS }, limit: input.replayLimit, dryRun, batchSize: input.replayBatchSize, ratePerSecond: 0 };
+    return runChild(n, 'replay', runKey, (workflowId) =>
+      startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
+    );
+  };
 
   /** Waits for an operator's decision in manual mode; in auto mode the automatic checks were the gate. */
   async function gate(n: StepNumber): Promise<void> {
@@ -150,11 +273,11 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       awaitingGate = n;
       decision = null;
       await condition(() => decision !== null);
-      const made = decision!;
+      const made: Decision = decision!;
       awaitingGate = null;
       phase = 'running';
+      step(n).gate = { ...step(n).gate, ...(made.approved ? { approvedBy: 'operator' } : {}), decidedVia: made.via, reason: made.reason };
       if (!made.approved) stop(n, 'rejected', `an operator rejected the gate${made.reason ? `: ${made.reason}` : ''}`);
-      step(n).gate = { ...step(n).gate, approvedBy: 'operator', reason: made.reason };
     } else {
       step(n).gate = { ...step(n).gate, approvedBy: 'auto' };
     }
@@ -162,136 +285,169 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   }
 
   /**
-   * Checks every interval (durable timers) until `check` settles or the timeout passes; one last check
-   * runs after the deadline. The interval grows with the timeout so a long wait keeps a bounded history.
+   * Looks at the outbox every pollMs (durable timers) until `check` settles or the deadline passes; one
+   * last look runs at the deadline. Continues as new every pollsPerRun looks, carrying the deadline.
    */
-  async function waitUntil(timeoutMs: number, check: () => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
-    const intervalMs = Math.max(input.pollMs, Math.ceil(timeoutMs / RUNBOOK_DEFAULTS.maxPolls));
-    let expired = false;
-    const deadline = new CancellationScope();
-    void deadline
-      .run(() => sleep(timeoutMs))
-      .then(
-        () => (expired = true),
-        () => undefined,
-      );
-    try {
-      for (;;) {
-        const outcome = await check();
-        if (outcome !== 'wait') return outcome;
-        if (expired) return 'timeout';
-        await condition(() => expired, intervalMs);
+  async function waitUntil(n: 3 | 6, deadline: number, check: () => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
+    const pollsPerRun = input.pollsPerRun ?? RUNBOOK_DEFAULTS.pollsPerRun;
+    for (let polls = 1; ; polls++) {
+      const outcome = await check();
+      if (outcome !== 'wait') return outcome;
+      const now = workflowNow();
+      if (now >= deadline) return 'timeout';
+      if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) {
+        await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
       }
-    } finally {
-      deadline.cancel();
+      await sleep(Math.min(input.pollMs, deadline - now));
     }
   }
 
-  // Before step 1: the dead-letter count step 6 must come back to.
-  baseline ??= (await outboxMetrics({})).deadLetters;
-
-  // Step 1: dry run; gate on the share of failed lines.
-  begin(1);
-  const dry = await backfill(1, true);
-  step(1).backfill = counters(dry);
-  const failedRatio = dry.processed === 0 ? 0 : dry.failed / dry.processed;
-  step(1).gate = { failedRatio, maxFailedRatio: input.maxFailedRatio };
-  if (failedRatio > input.maxFailedRatio) {
-    stop(
-      1,
-      'failed',
-      `${dry.failed} of ${dry.processed} lines failed (${percent(failedRatio)}), over the allowed ${percent(input.maxFailedRatio)}; ` +
-        `nothing was written to the outbox (list them: gotong-worker failed-lines '${step(1).workflowId}')`,
-    );
+  /** The file's fingerprint, and the procedure this run belongs to (with its baseline). */
+  async function prepare(): Promise<RunbookProcedure> {
+    let fingerprint;
+    try {
+      fingerprint = await inspectBackfillFile(input.path);
+    } catch (err) {
+      if (cancelledFromHere()) throw err;
+      const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+      return stop(1, 'failed', `cannot read the file: ${cause}`);
+    }
+    const { workflowId, runId } = workflowInfo();
+    return beginRunbook({ runKey: input.runKey, workflowId, runId, path: input.path, fingerprint, baseline: input.baseline });
   }
-  await gate(1);
 
-  // Step 2: execute.
-  begin(2);
-  const executed = await backfill(2, false);
-  step(2).backfill = counters(executed);
-  step(2).status = 'passed';
+  async function stepsFrom(from: 1 | 3 | 6): Promise<RunbookReport> {
+    if (from === 1) {
+      procedure = await prepare();
 
-  // Step 3: wait until step 2's events are delivered (or dead-lettered) and enough of them were delivered.
-  begin(3);
-  const verify = async (): Promise<'done' | 'wait' | 'hopeless'> => {
-    const metrics = await outboxMetrics({ sourceRun: childRunKey(2) });
-    const run = metrics.run ?? { waiting: 0, deadLettered: 0 };
-    const delivered = executed.created - run.waiting - run.deadLettered;
-    const finished = delivered + run.deadLettered;
-    const figures: VerifyFigures = {
-      created: executed.created,
-      waiting: run.waiting,
-      delivered,
-      deadLettered: run.deadLettered,
-      successRate: finished === 0 ? null : delivered / finished,
+      // Step 1: dry run of the file against the outbox as it is now; gate on the share of failed lines.
+      begin(1);
+      const dry = await backfill(1, `${input.runKey}/step-1`, true);
+      step(1).backfill = counters(dry);
+      const failedRatio = dry.processed === 0 ? 0 : dry.failed / dry.processed;
+      step(1).gate = { failedRatio, maxFailedRatio: input.maxFailedRatio };
+      if (failedRatio > input.maxFailedRatio) {
+        stop(
+          1,
+          'failed',
+          `${dry.failed} of ${dry.processed} lines failed (${percent(failedRatio)}), over the allowed ${percent(input.maxFailedRatio)}; ` +
+            `nothing was written to the outbox (list them: gotong-worker failed-lines '${step(1).workflowId}')`,
+        );
+      }
+      await gate(1);
+
+      // Step 2: execute, under the procedure's key: a run that continues a stopped one resumes its backfill.
+      begin(2);
+      step(2).backfill = counters(await backfill(2, `${procedure.key}/step-2`, false));
+      step(2).status = 'passed';
+      begin(3);
+    }
+
+    if (from <= 3) {
+      // Step 3: wait until the file's events are delivered (or dead-lettered) and enough of them were delivered.
+      const created = step(2).backfill!.created;
+      const sourceRun = step(2).runKey!;
+      const verify = async (): Promise<'done' | 'wait' | 'hopeless'> => {
+        const metrics = await outboxMetrics({ sourceRun });
+        const run = metrics.run ?? { waiting: 0, deadLettered: 0 };
+        const delivered = created - run.waiting - run.deadLettered;
+        const finished = delivered + run.deadLettered;
+        const figures: VerifyFigures = {
+          created,
+          waiting: run.waiting,
+          delivered,
+          deadLettered: run.deadLettered,
+          successRate: finished === 0 ? null : delivered / finished,
+        };
+        step(3).verify = figures;
+        const rateOk = figures.successRate === null || figures.successRate >= input.verifyMinSuccessRate;
+        if (figures.waiting <= input.verifyMaxBacklog && rateOk) return 'done';
+        // Nothing left to deliver, so the rate can no longer rise.
+        if (figures.waiting === 0 && !rateOk) return 'hopeless';
+        return 'wait';
+      };
+      const verified = await waitUntil(3, resume?.at === 3 ? resume.deadline : workflowNow() + input.verifyTimeoutMs, verify);
+      if (verified !== 'done') {
+        const f = step(3).verify!;
+        const rate = f.successRate === null ? 'n/a' : percent(f.successRate);
+        const figures =
+          `waiting=${f.waiting} (allowed ${input.verifyMaxBacklog}) delivered=${f.delivered} dead_lettered=${f.deadLettered} ` +
+          `success_rate=${rate} (needed ${percent(input.verifyMinSuccessRate)})`;
+        stop(3, 'failed', verified === 'timeout' ? `timed out after ${duration(input.verifyTimeoutMs)}: ${figures}` : `the receiver rejected too many: ${figures}`);
+      }
+      step(3).status = 'passed';
+
+      // Step 4: replay dry run; gate.
+      begin(4);
+      const preview = await replay(4, true);
+      step(4).replay = { ...replayCounters(preview), dryRun: true, preview: preview.preview };
+      const nothingToReplay = preview.replayed === 0;
+      if (nothingToReplay) step(4).status = 'passed';
+      else await gate(4);
+
+      // Step 5: replay execute (nothing to do when the dry run matched nothing).
+      if (nothingToReplay) {
+        step(5).status = 'skipped';
+        step(5).message = 'the dry run matched no dead letters';
+      } else {
+        begin(5);
+        step(5).replay = { ...replayCounters(await replay(5, false)), dryRun: false };
+        step(5).status = 'passed';
+      }
+      begin(6);
+    }
+
+    // Step 6: the replayed events are settled and the dead letters are back to the procedure's baseline.
+    const target = procedure!.baseline;
+    const replayRun = step(5).status === 'passed' ? step(5).runKey : undefined;
+    const confirm = async (): Promise<'done' | 'wait'> => {
+      const metrics = await outboxMetrics(replayRun ? { replayRun } : {});
+      const replayWaiting = metrics.run?.waiting ?? 0;
+      step(6).confirm = { deadLetters: metrics.deadLetters, baseline: target, replayWaiting };
+      return replayWaiting === 0 && metrics.deadLetters <= target ? 'done' : 'wait';
     };
-    step(3).verify = figures;
-    const rateOk = figures.successRate === null || figures.successRate >= input.verifyMinSuccessRate;
-    if (figures.waiting <= input.verifyMaxBacklog && rateOk) return 'done';
-    // Nothing left to deliver, so the rate can no longer rise.
-    if (figures.waiting === 0 && !rateOk) return 'hopeless';
-    return 'wait';
-  };
-  const verified = await waitUntil(input.verifyTimeoutMs, verify);
-  if (verified !== 'done') {
-    const f = step(3).verify!;
-    const rate = f.successRate === null ? 'n/a' : percent(f.successRate);
-    const figures =
-      `waiting=${f.waiting} (allowed ${input.verifyMaxBacklog}) delivered=${f.delivered} dead_lettered=${f.deadLettered} ` +
-      `success_rate=${rate} (needed ${percent(input.verifyMinSuccessRate)})`;
-    stop(3, 'failed', verified === 'timeout' ? `timed out after ${duration(input.verifyTimeoutMs)}: ${figures}` : `the receiver rejected too many: ${figures}`);
-  }
-  step(3).status = 'passed';
-
-  // Step 4: replay dry run; gate.
-  begin(4);
-  const preview = await replay(4, true);
-  step(4).replay = { ...replayCounters(preview), dryRun: true, preview: preview.preview };
-  const nothingToReplay = preview.replayed === 0;
-  if (nothingToReplay) step(4).status = 'passed';
-  else await gate(4);
-
-  // Step 5: replay execute (nothing to do when the dry run matched nothing).
-  let replayed: ReplaySummary | null = null;
-  if (nothingToReplay) {
-    step(5).status = 'skipped';
-    step(5).message = 'the dry run matched no dead letters';
-  } else {
-    begin(5);
-    replayed = await replay(5, false);
-    step(5).replay = { ...replayCounters(replayed), dryRun: false };
-    step(5).status = 'passed';
+    if ((await waitUntil(6, resume?.at === 6 ? resume.deadline : workflowNow() + input.confirmTimeoutMs, confirm)) !== 'done') {
+      const figures = step(6).confirm!;
+      const remaining = await previewReplay({ filter: { ...DEAD_LETTERS }, limit: 100_000 });
+      figures.remaining = remaining;
+      const byType = Object.entries(remaining.byEventType)
+        .map(([type, n]) => `${type}=${n}`)
+        .join(' ');
+      stop(
+        6,
+        'failed',
+        `timed out after ${duration(input.confirmTimeoutMs)}: dead_letter=${figures.deadLetters} baseline=${target} ` +
+          `replayed_waiting=${figures.replayWaiting}; still dead-lettered by type: ${byType || '(none)'}; ` +
+          `e.g. ${remaining.sampleIds.slice(0, 5).join(', ') || '(none)'}`,
+      );
+    }
+    step(6).status = 'passed';
+    return report('completed', null, null);
   }
 
-  // Step 6: the replayed events are settled and the dead letters are back to the baseline.
-  begin(6);
-  const target = baseline;
-  const confirm = async (): Promise<'done' | 'wait'> => {
-    const metrics = await outboxMetrics(replayed ? { replayRun: childRunKey(5) } : {});
-    const replayWaiting = metrics.run?.waiting ?? 0;
-    step(6).confirm = { deadLetters: metrics.deadLetters, baseline: target, replayWaiting };
-    return replayWaiting === 0 && metrics.deadLetters <= target ? 'done' : 'wait';
-  };
-  if ((await waitUntil(input.confirmTimeoutMs, confirm)) !== 'done') {
-    const figures = step(6).confirm!;
-    const remaining = await previewReplay({ filter: { ...DEAD_LETTERS }, limit: 100_000 });
-    figures.remaining = remaining;
-    const byType = Object.entries(remaining.byEventType)
-      .map(([type, n]) => `${type}=${n}`)
-      .join(' ');
-    stop(
-      6,
-      'failed',
-      `timed out after ${duration(input.confirmTimeoutMs)}: dead_letter=${figures.deadLetters} baseline=${target} ` +
-        `replayed_waiting=${figures.replayWaiting}; still dead-lettered by type: ${byType || '(none)'}; ` +
-        `e.g. ${remaining.sampleIds.slice(0, 5).join(', ') || '(none)'}`,
-    );
+  try {
+    const done = await stepsFrom(resume?.at ?? 1);
+    await finishRunbook({ runKey: input.runKey, outcome: 'completed', stoppedAt: null, reason: null });
+    currentStep = null;
+    phase = 'completed';
+    return done;
+  } catch (err) {
+    if (err instanceof ContinueAsNew || procedure === null) throw err;
+    if (cancelledFromHere()) {
+      // The runbook itself was cancelled (its running child with it): the record says so, then the run ends cancelled.
+      if (currentStep !== null) {
+        step(currentStep).status = 'cancelled';
+        step(currentStep).message = 'the runbook was cancelled';
+      }
+      phase = 'cancelled';
+      await CancellationScope.nonCancellable(() =>
+        finishRunbook({ runKey: input.runKey, outcome: 'cancelled', stoppedAt: currentStep, reason: 'the runbook was cancelled' }),
+      );
+    } else if (err instanceof ApplicationFailure && err.type === 'RunbookStopped') {
+      await finishRunbook({ runKey: input.runKey, outcome: 'stopped', stoppedAt: currentStep, reason: err.message });
+    }
+    throw err;
   }
-  step(6).status = 'passed';
-  currentStep = null;
-  phase = 'completed';
-  return report('completed', null, null);
 }
 
 function counters(s: BackfillSummary) {

@@ -1,9 +1,19 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { BackfillCounters } from '../../src/shared/backfill';
 
-export const tmp = mkdtempSync(join(tmpdir(), 'gotong-test-'));
+/** The installation's `tmp/`, one of the default GOTONG_INPUT_ROOTS: workers read the tests' files there as they are. */
+export const INPUT_ROOT = join(__dirname, '..', '..', '..', 'tmp');
+mkdirSync(INPUT_ROOT, { recursive: true });
+export const tmp = mkdtempSync(join(INPUT_ROOT, 'test-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+/** A copy of a fixture where workers may read it (the fixtures themselves are outside the input roots). */
+export function inputCopy(fixture: string): string {
+  const path = join(tmp, basename(fixture));
+  copyFileSync(fixture, path);
+  return path;
+}
 
 export function event(id: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({

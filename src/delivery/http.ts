@@ -1,0 +1,262 @@
+import { hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import { Agent } from 'undici';
+import type { ClaimedEvent } from '../db/queries';
+import { sanitizeForText } from '../backfill/lines';
+import { signedHeaders, type SigningSecrets } from './signing';
+
+/**
+ * One delivery attempt over HTTP: a signed POST with one overall deadline, a bounded read of the answer,
+ * and a record of what happened that is safe to store and to show. Redirects are never followed.
+ */
+
+export interface DeliveryTarget {
+  url: string;
+  secrets: SigningSecrets;
+  /** One keep-alive connection pool per worker process, shared by every pass. */
+  agent: Agent;
+}
+
+export const RESPONSE_EXCERPT_CHARS = 512;
+/** Bytes of a response kept; past them the connection is closed rather than drained. */
+export const RESPONSE_READ_LIMIT = 64 * 1024;
+/** A redirect's Location as kept in the attempt log, at most this many characters. */
+export const LOCATION_LOG_CHARS = 1024;
+
+// One-shot hashing: a Hash object per call costs more than hashing a webhook-sized body.
+export const sha256Hex = (data: Buffer): string => hash('sha256', data, 'hex');
+const EMPTY_SHA256 = sha256Hex(Buffer.alloc(0));
+
+/** Why a response body was not read to its end. */
+export type ResponseCutOff = 'size_limit' | 'deadline' | 'connection_lost';
+
+export interface AttemptResult {
+  statusCode: number | null;
+  /** Why the attempt failed, for a network failure or a redirect; otherwise null (the status says it). */
+  error: string | null;
+  retryAfter: string | undefined;
+  /** Of the bytes read: the whole body, or its first part when `responseCutOff` is set. */
+  responseSha256: string | null;
+  responseExcerpt: string | null;
+  responseCutOff: ResponseCutOff | null;
+  /** A 3xx answer's Location header, sanitized and bounded (see `loggableLocation`). */
+  location: string | null;
+  /** Epoch milliseconds. */
+  startedAt: number;
+  finishedAt: number;
+}
+
+/**
+ * The worker's delivery connection pool. No cap on connections: the dispatcher's concurrency already bounds
+ * the requests in flight, and a request queued here behind a cap would spend its deadline waiting for a socket.
+ */
+export function createDeliveryAgent(connections: number | null = null): Agent {
+  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
+}
+
+/** A WEBHOOK_URL that cannot be used; the message never repeats the URL, which may carry a token. */
+export class WebhookUrlError extends Error {}
+
+export interface WebhookEndpoint {
+  origin: string;
+  path: string;
+  /** `Basic ...` from credentials in the URL (RFC 7617, UTF-8), or null. */
+  authorization: string | null;
+}
+
+function decodedCredential(part: string): string {
+  let text: string;
+  try {
+    text = decodeURIComponent(part);
+  } catch {
+    throw new WebhookUrlError('WEBHOOK_URL has credentials that are not valid percent-encoding; encode them again');
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(text)) {
+    throw new WebhookUrlError('WEBHOOK_URL has credentials with control characters; remove them');
+  }
+  return text;
+}
+
+/**
+ * Parses WEBHOOK_URL: http or https with a host, no #fragment (HTTP never sends one: a '#' that belongs to the
+ * path or query must be written %23). Credentials in it (`https://user:password@host/...`) are sent as HTTP
+ * basic authentication, never as part of the URL, and never appear in a log or an error.
+ */
+export function parseWebhookUrl(text: string): WebhookEndpoint {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new WebhookUrlError('WEBHOOK_URL is not a URL; give an absolute http:// or https:// URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new WebhookUrlError('WEBHOOK_URL must be an http:// or https:// URL');
+  }
+  if (!url.hostname) throw new WebhookUrlError('WEBHOOK_URL has no host; give an absolute http:// or https:// URL');
+  if (url.hash || text.includes('#')) {
+    throw new WebhookUrlError("WEBHOOK_URL has a #fragment, which HTTP never sends; remove it (write a '#' of the path or query as %23)");
+  }
+  let authorization: string | null = null;
+  if (url.username || url.password) {
+    const user = decodedCredential(url.username);
+    if (user.includes(':')) throw new WebhookUrlError("WEBHOOK_URL has a user name with ':', which basic authentication cannot carry");
+    const password = decodedCredential(url.password);
+    authorization = `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`;
+  }
+  return { origin: url.origin, path: `${url.pathname}${url.search}`, authorization };
+}
+
+// `request(url)` parses the URL again for every request; a worker posts thousands a second to one URL.
+const endpoints = new WeakMap<DeliveryTarget, WebhookEndpoint>();
+function endpointOf(target: DeliveryTarget): WebhookEndpoint {
+  let endpoint = endpoints.get(target);
+  if (!endpoint) {
+    endpoint = parseWebhookUrl(target.url);
+    endpoints.set(target, endpoint);
+  }
+  return endpoint;
+}
+
+/**
+ * A Location header fit for the attempt log: its raw bytes with anything outside visible ASCII as %XX (so no
+ * control character reaches a terminal or a query), credentials masked, at most LOCATION_LOG_CHARS characters.
+ */
+export function loggableLocation(value: string | string[] | undefined): string | null {
+  const raw = Array.isArray(value) ? value[0] : value;
+  if (raw === undefined) return null;
+  const masked = raw.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+  let text = '';
+  // Header values arrive as latin1, one character per byte on the wire.
+  for (const byte of Buffer.from(masked, 'latin1')) {
+    text += byte >= 0x21 && byte <= 0x7e ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    if (text.length > LOCATION_LOG_CHARS) break;
+  }
+  return text.length > LOCATION_LOG_CHARS ? `${text.slice(0, LOCATION_LOG_CHARS - 3)}...` : text;
+}
+
+interface BoundedBody {
+  bytes: Buffer;
+  /** More than `limit` bytes were sent: the stream was destroyed, closing the connection. */
+  overLimit: boolean;
+  /** The body failed (deadline, connection lost) before its end; `bytes` holds what arrived. */
+  failed: boolean;
+}
+
+/**
+ * Reads a response body, keeping at most `limit` bytes. Past the limit it destroys the stream, which closes
+ * the connection: a receiver streaming 100 MB costs 64 KiB, not 100 MB and their time. Never rejects: what
+ * arrived before a failure is still evidence. Plain listeners rather than `for await`: an async iterator
+ * per response (usually an empty 2xx body) was a visible share of a pass's CPU.
+ */
+export function readBounded(stream: Readable, limit: number): Promise<BoundedBody> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let settled = false;
+    const settle = (overLimit: boolean, failed: boolean) => {
+      if (settled) return;
+      settled = true;
+      resolve({ bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), overLimit, failed });
+    };
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      if (chunk.length > limit - kept) {
+        chunks.push(chunk.subarray(0, limit - kept));
+        kept = limit;
+        settle(true, false);
+        stream.destroy();
+        return;
+      }
+      chunks.push(chunk);
+      kept += chunk.length;
+    });
+    stream.once('end', () => settle(false, false));
+    // `on`, not `once`: destroying the stream above makes undici emit an abort error after we settled.
+    stream.on('error', () => settle(false, true));
+  });
+}
+
+/** The deadline's abort reason, so it is told apart from a connection that failed. */
+class DeadlineExceeded extends Error {}
+
+/**
+ * One request's overall deadline, as the abort signal undici takes (it accepts an EventEmitter as well as an
+ * AbortSignal). An AbortController per request cost about a quarter more CPU per attempt than the request
+ * itself; this costs a timer (bench/http.bench.ts, BENCHMARKS.md).
+ */
+class Deadline extends EventEmitter {
+  aborted = false;
+  reason: Error | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(ms: number) {
+    super();
+    this.timer = setTimeout(() => {
+      this.aborted = true;
+      this.reason = new DeadlineExceeded();
+      this.emit('abort');
+    }, ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/**
+ * POSTs one event, within `timeoutMs` overall: from the start (a pooled connection, connecting, sending)
+ * through the response headers to the end of the (bounded) body. The status decides the outcome; the body
+ * is only evidence, so a 2xx whose body is over 64 KiB or still arriving at the deadline is delivered,
+ * with `responseCutOff` saying why the body is partial.
+ */
+export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
+  const startedAt = Date.now();
+  const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt / 1000), body);
+  const deadline = new Deadline(timeoutMs);
+  try {
+    const { origin, path, authorization } = endpointOf(target);
+    if (authorization) headers.authorization = authorization;
+    const response = await target.agent.request({ origin, path, method: 'POST', headers, body, signal: deadline });
+    const read = await readBounded(response.body, RESPONSE_READ_LIMIT);
+    const status = response.statusCode;
+    const retryAfter = response.headers['retry-after'];
+    const empty = read.bytes.length === 0;
+    const redirect = status >= 300 && status < 400;
+    return {
+      statusCode: status,
+      error: redirect ? `HTTP ${status} redirect, not followed (its Location is in the attempt log)` : null,
+      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+      responseSha256: empty ? EMPTY_SHA256 : sha256Hex(read.bytes),
+      responseExcerpt: empty ? '' : sanitizeForText(read.bytes.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
+      responseCutOff: read.overLimit ? 'size_limit' : !read.failed ? null : deadline.aborted ? 'deadline' : 'connection_lost',
+      location: redirect ? loggableLocation(response.headers.location) : null,
+      startedAt,
+      finishedAt: Date.now(),
+    };
+  } catch (err) {
+    return {
+      statusCode: null,
+      error: deadline.aborted ? `timeout after ${timeoutMs} ms, before the response headers were complete` : describeNetworkError(err, timeoutMs),
+      retryAfter: undefined,
+      responseSha256: null,
+      responseExcerpt: null,
+      responseCutOff: null,
+      location: null,
+      startedAt,
+      finishedAt: Date.now(),
+    };
+  } finally {
+    deadline.clear();
+  }
+}
+
+export function describeNetworkError(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
+    return `timeout after ${timeoutMs} ms`;
+  }
+  // Never echo the URL: it may carry a token.
+  return `${e.code ?? e.name ?? 'error'}: ${(e.message ?? String(err)).replace(/https?:\/\/\S+/g, '<receiver>')}`.slice(0, 300);
+}
