@@ -63,8 +63,17 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
     },
 
     async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {
-      Context.current().heartbeat();
-      return runReplayBatch(pool, input);
+      // One statement does the batch: the details say which rows are in flight, and heartbeats keep coming
+      // while it runs (the SDK throttles them), so a slow batch is neither timed out nor opaque in the UI.
+      const ctx = Context.current();
+      const details = { batch: input.batchNumber, rows: input.size, processedBefore: input.checkpoints?.processedBefore ?? null };
+      ctx.heartbeat(details);
+      const beat = setInterval(() => ctx.heartbeat(details), 5000);
+      try {
+        return await runReplayBatch(pool, input);
+      } finally {
+        clearInterval(beat);
+      }
     },
 
     async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {

@@ -13,9 +13,9 @@ import {
   type RunbookStep,
 } from '../shared/runbook';
 import { formatCounters, resolveBackfillFile } from './backfill';
-import { RunError, UsageError, type Output } from './errors';
+import { Detached, RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
-import { connectClient, startOrAttach } from './watch';
+import { connectClient, detach, interruption, startOrAttach } from './watch';
 
 export interface RunbookCommandOptions {
   file: string;
@@ -241,51 +241,70 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
     const ui = temporalUiUrl(target.address, target.namespace, workflowId);
     if (ui) out.err(`${LABEL} Temporal UI: ${ui}`);
     await warnIfNoDispatcher(client, out);
-
-    const printer = new RunbookPrinter(workflowId, opts.progressEvery, out);
-    let finished = false;
-    const result = (handle.result() as Promise<RunbookReport>).finally(() => {
-      finished = true;
-    });
-    const poller = (async () => {
-      while (!finished) {
-        try {
-          const progress = await handle.query<RunbookProgress>('progress');
-          printer.show(progress);
-          await hooks.onProgress?.(progress, handle);
-        } catch {
-          // No worker yet: the next tick tries again.
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    })();
-
-    let report: RunbookReport;
-    try {
-      report = await result;
-    } catch (err) {
-      const stopped = stoppedReport(err);
-      if (!stopped) {
-        const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
-        throw new RunError(`${LABEL} ${workflowId} did not finish: ${cause}`);
-      }
-      report = stopped;
-    } finally {
-      await poller;
-    }
-    printer.show(report);
-    if (report.outcome === 'completed') {
-      const confirm = report.steps[5]?.confirm;
-      out.log(`${LABEL} done outcome=completed baseline=${report.baseline} dead_letter=${confirm?.deadLetters ?? 'n/a'}`);
-    } else {
-      out.log(`${LABEL} done outcome=stopped stopped_at=${report.stoppedAt}`);
-    }
-    if (opts.json) out.log(reportJson(workflowId, report));
-    if (report.outcome !== 'completed') throw new RunError(`${LABEL} stopped: ${report.reason}`);
-    return report;
+    return await followRunbook(handle, workflowId, target.namespace, opts, out, hooks);
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * Prints a runbook run's step lines and its children's progress until it closes, then its report (the
+ * command itself, and `watch`). Ctrl-C detaches: the run goes on and the command says how to watch, cancel
+ * or approve it (exit 130).
+ */
+export async function followRunbook(
+  handle: WorkflowHandle,
+  workflowId: string,
+  namespace: string,
+  opts: Pick<RunbookCommandOptions, 'progressEvery' | 'json'>,
+  out: Output,
+  hooks: RunbookHooks = {},
+): Promise<RunbookReport> {
+  const printer = new RunbookPrinter(workflowId, opts.progressEvery, out);
+  const interrupt = interruption();
+  let finished = false;
+  const result = (handle.result() as Promise<RunbookReport>).finally(() => {
+    finished = true;
+  });
+  const poller = (async () => {
+    while (!finished) {
+      try {
+        const progress = await handle.query<RunbookProgress>('progress');
+        printer.show(progress);
+        await hooks.onProgress?.(progress, handle);
+      } catch {
+        // No worker yet: the next tick tries again.
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  })();
+
+  let report: RunbookReport;
+  try {
+    report = await Promise.race([result, interrupt.fired.then(() => detach('webhook-runbook', workflowId, namespace, out, { approve: true }))]);
+  } catch (err) {
+    if (err instanceof Detached) throw err;
+    const stopped = stoppedReport(err);
+    if (!stopped) {
+      const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
+      throw new RunError(`${LABEL} ${workflowId} did not finish: ${cause}`);
+    }
+    report = stopped;
+  } finally {
+    interrupt.dispose();
+    finished = true;
+  }
+  await poller;
+  printer.show(report);
+  if (report.outcome === 'completed') {
+    const confirm = report.steps[5]?.confirm;
+    out.log(`${LABEL} done outcome=completed baseline=${report.baseline} dead_letter=${confirm?.deadLetters ?? 'n/a'}`);
+  } else {
+    out.log(`${LABEL} done outcome=stopped stopped_at=${report.stoppedAt}`);
+  }
+  if (opts.json) out.log(reportJson(workflowId, report));
+  if (report.outcome !== 'completed') throw new RunError(`${LABEL} stopped: ${report.reason}`);
+  return report;
 }
 
 /** `approve` / `reject`: only while the run waits at a gate, and only for that gate. */

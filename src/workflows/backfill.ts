@@ -19,13 +19,16 @@ import {
   type BackfillProgress,
   type BackfillRunState,
   type BackfillSummary,
+  backfillCheckpointCounters,
   ZERO_COUNTERS,
 } from '../shared/backfill';
+import { checkpointEvery, CheckpointWindow, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS } from './options';
 import { reportProgressToParent } from './parent';
 import { wakeDispatcher } from './wake';
 
-export const progressQuery = defineQuery<BackfillProgress>('progress');
+/** Counters now; with `{ after: n }` also the checkpoints past n processed lines, for clients printing progress lines. */
+export const progressQuery = defineQuery<BackfillProgress, [ProgressQueryArgs?]>('progress');
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
@@ -41,9 +44,14 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   let state: BackfillRunState | undefined = input.state;
   let paused = input.state?.paused ?? false;
   let counters: BackfillCounters = input.state?.counters ?? ZERO_COUNTERS;
+  const every = checkpointEvery(input.progressEvery ?? BACKFILL_LIMITS.defaultProgressEvery, input.batchSize);
+  const checkpoints = new CheckpointWindow(input.state?.checkpoints);
 
-  setHandler(progressQuery, () => ({
+  setHandler(progressQuery, (args?: ProgressQueryArgs) => ({
     ...counters,
+    checkpointEvery: every,
+    checkpoints: checkpoints.after(args?.after).map(backfillCheckpointCounters),
+    oldestCheckpoint: checkpoints.oldest(),
     phase: paused && phase === 'running' ? 'paused' : phase,
     dryRun: input.dryRun,
     bytesDone: state?.offset ?? 0,
@@ -71,7 +79,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   while (state.offset < state.fingerprint.size) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused } });
+      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused, checkpoints: checkpoints.carry() } });
     }
     const result: BackfillBatchResult = await processBackfillBatch({
       runKey: input.runKey,
@@ -83,11 +91,13 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batchSize: input.batchSize,
       dryRun: input.dryRun,
       maxAttempts: input.maxAttempts,
+      checkpoints: { every, processedBefore: counters.processed },
     });
     if (result.endOffset <= state.offset) {
       // Cannot happen while the file matches its fingerprint; looping here forever would be worse than failing.
       throw ApplicationFailure.nonRetryable(`batch at offset ${state.offset} made no progress`, 'BackfillStalled');
     }
+    checkpoints.add([counters.processed, counters.created, counters.duplicates, counters.failed], result.checkpoints);
     counters = addCounters(counters, result);
     state = {
       ...state,
