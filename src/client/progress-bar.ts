@@ -48,10 +48,11 @@ export class RunBar {
     this.bar = new SingleBar(
       {
         stream: process.stdout,
-        format: `[${label}] {bar} {percentage}% {position} | {counters} | {rate} | ETA {eta_text}`,
+        // Rate and ETA before the counters: on a narrow terminal the line is cut at its width, not wrapped.
+        format: `[${label}] {bar} {percentage}% {position} | {rate} | ETA {eta_text} | {counters}`,
+        barsize: 30,
         hideCursor: true,
         fps: 5,
-        // Long counters are cut at the terminal's width rather than wrapped into a second, undrawable line.
         linewrap: false,
       },
       Presets.shades_classic,

@@ -129,9 +129,7 @@ export class CheckpointFollower<Counters extends { processed: number }, Progress
     const step = progress.checkpointEvery ?? 1;
     this.after = Math.floor(progress.processed / step) * step;
     this.lastPrinted = this.after;
-    if (progress.processed > 0) {
-      this.out.err(`[${this.label}] attached at processed=${progress.processed}: progress lines from here on`);
-    }
+    this.out.err(`[${this.label}] attached at processed=${progress.processed}: progress lines from here on`);
   }
 
   private printCheckpoints(checkpoints: Counters[], step: number): void {

@@ -387,7 +387,7 @@ export async function replaySelectAndReset(
      audit AS (
        INSERT INTO webhook_replay_audit (run_key, event_id, previous_status, previous_attempts, previous_status_code, previous_error)
        SELECT $1, event_id, status, attempts, last_status_code, last_error FROM reset
-       RETURNING 1)
+       RETURNING 1),
      counts AS (SELECT (SELECT count(*) FROM candidates) AS selected, (SELECT count(*) FROM audit) AS replayed)
      SELECT selected, replayed,
             CASE WHEN selected = replayed THEN '{}'::int[]
