@@ -8,12 +8,13 @@ import type { Pool } from 'pg';
 import { createActivities } from '../src/activities';
 import { formatCounters, formatReplayCounters } from '../src/client/counters';
 import type { Output } from '../src/client/errors';
-import { CheckpointFollower, type FollowableProgress } from '../src/client/watch';
+import { CheckpointFollower, type FollowableProgress, printChildProgress } from '../src/client/watch';
 import { runReplayBatch } from '../src/replay/batch';
 import type { BackfillBatchInput, BackfillBatchResult, BackfillCounters, BackfillProgress, FileFingerprint } from '../src/shared/backfill';
 import { batchCheckpoints, checkpointEvery, CheckpointWindow, PROGRESS_LIMITS } from '../src/shared/progress';
 import type { ReplayBatchInput, ReplayBatchResult } from '../src/shared/replay';
 import { webhookBackfill } from '../src/workflows/backfill';
+import { webhookReplayDlq } from '../src/workflows/replay';
 import { event, tmp } from './helpers/files';
 import { CLI, exited, getHarness, resetTables, runCli, seedEvents, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
 
@@ -333,6 +334,31 @@ describe('progress lines at every --progress-every, exact (real executable, Temp
     });
     const last = await h.env.client.workflow.getHandle(workflowId).describe();
     assert.notEqual(last.runId, handle.firstExecutionRunId, 'the run continued as new');
+  });
+
+  it("printChildProgress prints a backfill's and a replay's checkpoint lines in the runbook's shape until they close", async () => {
+    const file = mixedFile(`child-${randomUUID()}`, 700, { blanks: true });
+    const expected = expectedBackfillLines(file.kinds, 50);
+    await seedDeadLetters(h.pool, 'child', 230);
+    const backfillId = `webhook-backfill/child-${randomUUID()}`;
+    const replayId = `webhook-replay/child-${randomUUID()}`;
+    const out = recorder();
+    await withWorker(taskQueue, async () => {
+      const backfill = await h.env.client.workflow.start(webhookBackfill, {
+        taskQueue,
+        workflowId: backfillId,
+        args: [{ runKey: `${backfillId}@1`, path: file.path, dryRun: true, maxAttempts: 5, batchSize: 60, progressEvery: 50 }],
+      });
+      await printChildProgress(backfill, 'backfill', out);
+      const replay = await h.env.client.workflow.start(webhookReplayDlq, {
+        taskQueue,
+        workflowId: replayId,
+        args: [{ runKey: `${replayId}@1`, filter: { status: 'dead_letter', eventTypes: [] }, limit: 1000, dryRun: false, batchSize: 70, ratePerSecond: 0, progressEvery: 25 }],
+      });
+      await printChildProgress(replay, 'replay', out);
+    });
+    assert.deepEqual(out.logs, [...expected.lines, ...expectedReplayLines(230, 25)]);
+    assert.deepEqual(out.errs, []);
   });
 
   it('batch heartbeats carry live counts: lines, failed, bytes and offset (backfill), rows in flight (replay)', async () => {

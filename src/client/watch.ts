@@ -365,17 +365,16 @@ export function printDetached(label: string, workflowId: string, namespace: stri
 /**
  * Prints the checkpoint lines of a backfill or replay run, in the runbook's shape, until that run closes
  * (then its last checkpoints) or `signal` aborts. For the runbook command, which shows its running child's
- * progress: call it when a step's child starts, and await it before printing the step's outcome so the
- * child's lines come first. `from: 'now'` when the command attached to the runbook mid-step.
+ * progress: call it with the child's handle (`runbookHandle.client.getHandle(step.workflowId)`) when a
+ * step's child starts, and await it before printing the step's outcome so the child's lines come first.
+ * `from: 'now'` when the command attached to the runbook mid-step.
  */
 export async function printChildProgress(
-  client: Client,
-  workflowId: string,
+  handle: WorkflowHandle,
   kind: 'backfill' | 'replay',
   out: Output,
   opts: { progressEvery?: number; from?: FollowFrom; pollMs?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
-  const handle = client.workflow.getHandle(workflowId);
   const label = kind === 'backfill' ? 'webhook-backfill' : 'webhook-replay-dlq';
   const format = (c: BackfillCounters | ReplayCounters) =>
     kind === 'backfill' ? formatCounters(c as BackfillCounters) : formatReplayCounters(c as ReplayCounters);
