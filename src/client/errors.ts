@@ -4,6 +4,9 @@ export class UsageError extends Error {}
 /** The command was fine but the work could not be done or did not finish: exit code 1. */
 export class RunError extends Error {}
 
+/** The operator detached (Ctrl-C) from a run that goes on: exit code 130, as for any interrupted command. */
+export class Detached extends Error {}
+
 export interface Output {
   log(line: string): void;
   err(line: string): void;
