@@ -53,7 +53,7 @@ describe('operator commands: status, list, outbox (through the real executable)'
     const top = await runCli(['--help'], NOWHERE);
     assert.equal(top.code, 0);
     const commands = top.stdout.split('Commands:\n')[1]!.trimEnd().split('\n');
-    const expected = ['webhook-backfill', 'webhook-replay-dlq', 'webhook-runbook', 'approve', 'reject', 'failed-lines', 'status', 'list', 'outbox', 'worker', 'delivery', 'migrate', 'temporal-server', 'demo', 'help'];
+    const expected = ['webhook-backfill', 'webhook-replay-dlq', 'webhook-runbook', 'watch', 'approve', 'reject', 'failed-lines', 'status', 'list', 'outbox', 'worker', 'delivery', 'migrate', 'temporal-server', 'demo', 'help'];
     assert.deepEqual(
       commands.map((line) => /^ {2}(\S+)/.exec(line)?.[1]),
       expected,

@@ -35,9 +35,9 @@ const HEARTBEAT_EVERY_MS = 2_000;
  * last progress details). Whatever the work throws once the activity was cancelled, it ends as cancelled
  * (its transaction rolled back); a file no retry can fix fails it for good.
  */
-async function heartbeating<T>(work: (hooks: BatchHooks) => Promise<T>): Promise<T> {
+async function heartbeating<T>(work: (hooks: BatchHooks) => Promise<T>, initialDetails?: unknown): Promise<T> {
   const ctx = Context.current();
-  let details: unknown;
+  let details: unknown = initialDetails;
   const beat = () => ctx.heartbeat(details);
   beat();
   const timer = setInterval(beat, HEARTBEAT_EVERY_MS);
@@ -100,7 +100,10 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
     },
 
     async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {
-      const result = await heartbeating((hooks) => runReplayBatch(pool, input, inputRoots, hooks.signal));
+      // One statement does the batch: the details say which rows are in flight, and heartbeats keep coming
+      // while it runs, so a slow batch is neither timed out nor opaque in the UI.
+      const details = { batch: input.batchNumber, rows: input.size, processedBefore: input.checkpoints?.processedBefore ?? null };
+      const result = await heartbeating((hooks) => runReplayBatch(pool, input, inputRoots, hooks.signal), details);
       metrics?.recordReplayResets(result.replayed);
       return result;
     },

@@ -4,7 +4,9 @@ import {
   type BackfillBatchInput,
   type BackfillBatchResult,
   type FileFingerprint,
+  LINE_OUTCOME,
 } from '../shared/backfill';
+import { batchCheckpoints } from '../shared/progress';
 import {
   castPayloadToJsonb,
   castPayloadsToJsonb,
@@ -50,10 +52,22 @@ interface Candidate extends EventFields {
   lineNumber: number;
   byteOffset: number;
   payload: string;
+  /** Index of this line among the batch's processed lines: where its outcome goes. */
+  ordinal: number;
+}
+
+/** Live figures of a batch in flight, shown as its heartbeat details in the Temporal UI. */
+export interface BatchHeartbeat {
+  /** Lines processed so far (blank lines not counted). */
+  lines: number;
+  failed: number;
+  /** Bytes of the file this batch has read so far, and the offset it has reached. */
+  bytes: number;
+  offset: number;
 }
 
 export interface BatchHooks {
-  heartbeat(details: { lines: number }): void;
+  heartbeat(details: BatchHeartbeat): void;
   /** Throws if the activity was cancelled; called only where stopping loses nothing. */
   throwIfCancelled(): void;
   /** Aborted when the activity is cancelled or timed out: the transaction in flight rolls back. */
@@ -83,6 +97,7 @@ export async function runBackfillBatch(
       processed: 0,
       linesConsumed: 0,
       endOffset: input.startOffset,
+      outcomes: new Uint8Array(input.batchSize),
     };
     let created = 0;
     let duplicates = 0;
@@ -91,7 +106,7 @@ export async function runBackfillBatch(
     for await (const slice of parseBatch(file, input, hooks, tally)) {
       if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
       hooks.throwIfCancelled();
-      writing = writeCandidates(client, input, slice, tally.failed);
+      writing = writeCandidates(client, input, slice, tally);
       // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
       writing.catch(() => undefined);
     }
@@ -109,6 +124,9 @@ export async function runBackfillBatch(
       endOffset: tally.endOffset,
       linesConsumed: tally.linesConsumed,
     };
+    if (input.checkpoints) {
+      result.checkpoints = batchCheckpoints(tally.outcomes, tally.processed, input.checkpoints, 3);
+    }
     return result;
   }, hooks.signal).finally(() => file.handle.close());
 }
@@ -125,6 +143,8 @@ interface BatchTally {
   processed: number;
   linesConsumed: number;
   endOffset: number;
+  /** LINE_OUTCOME of each processed line, in file order: the checkpoints are counted from these. */
+  outcomes: Uint8Array;
 }
 
 /**
@@ -142,6 +162,7 @@ async function* parseBatch(
 ): AsyncGenerator<Candidate[]> {
   const { failed } = tally;
   const addFailure = (lineNumber: number, byteOffset: number, reason: string, raw: Buffer | null) => {
+    tally.outcomes[tally.processed - 1] = LINE_OUTCOME.failed;
     failed.line_number.push(lineNumber);
     failed.byte_offset.push(byteOffset);
     failed.reason.push(reason);
@@ -178,6 +199,7 @@ async function* parseBatch(
           candidate.payload = verdict.payload;
           candidate.lineNumber = line.lineNumber;
           candidate.byteOffset = line.byteOffset;
+          candidate.ordinal = tally.processed - 1;
           slice.push(candidate);
         } else {
           addFailure(line.lineNumber, line.byteOffset, verdict.reason, line.bytes);
@@ -190,13 +212,13 @@ async function* parseBatch(
         sliceLines = 0;
       }
     }
-    hooks.heartbeat({ lines: tally.processed });
+    hooks.heartbeat({ lines: tally.processed, failed: failed.line_number.length, bytes, offset: tally.endOffset });
   }
   if (slice.length > 0) yield slice;
 }
 
 /** First occurrence in the batch wins; later ones are duplicates (earlier batches are already in the database). */
-function firstOccurrences(candidates: Candidate[]): { unique: Candidate[]; repeats: number } {
+function firstOccurrences(candidates: Candidate[]): Candidate[] {
   const seen = new Set<string>();
   const unique: Candidate[] = [];
   for (const candidate of candidates) {
@@ -204,7 +226,19 @@ function firstOccurrences(candidates: Candidate[]): { unique: Candidate[]; repea
     seen.add(candidate.event_id);
     unique.push(candidate);
   }
-  return { unique, repeats: candidates.length - unique.length };
+  return unique;
+}
+
+/**
+ * Records each written line's outcome: a first occurrence whose id the write returned was created; every
+ * other line (an id already in the outbox, or repeated in the slice) is a duplicate.
+ */
+function recordOutcomes(candidates: Candidate[], unique: Candidate[], createdIds: string[], outcomes: Uint8Array): void {
+  const created = new Set(createdIds);
+  for (const candidate of candidates) outcomes[candidate.ordinal] = LINE_OUTCOME.duplicate;
+  for (const candidate of unique) {
+    if (created.has(candidate.event_id)) outcomes[candidate.ordinal] = LINE_OUTCOME.created;
+  }
 }
 
 function isDataError(err: unknown): boolean {
@@ -221,28 +255,31 @@ async function writeCandidates(
   client: PoolClient,
   input: BackfillBatchInput,
   candidates: Candidate[],
-  failed: FailedLineRows,
+  tally: BatchTally,
 ): Promise<{ created: number; duplicates: number }> {
+  const { failed } = tally;
   let remaining = candidates;
   for (;;) {
-    const { unique, repeats } = firstOccurrences(remaining);
+    const unique = firstOccurrences(remaining);
     await client.query('SAVEPOINT batch_write');
     try {
-      let created: number;
+      let createdIds: string[];
       if (input.dryRun) {
         await castPayloadsToJsonb(client, unique.map((c) => c.payload));
-        created = await rememberDryRunEvents(client, input.runKey, unique.map((c) => c.event_id));
+        createdIds = await rememberDryRunEvents(client, input.runKey, unique.map((c) => c.event_id));
       } else {
-        created = await insertOutboxEvents(client, columnsOf(unique), input.maxAttempts, input.runKey);
+        createdIds = await insertOutboxEvents(client, columnsOf(unique), input.maxAttempts, input.runKey);
       }
       await client.query('RELEASE SAVEPOINT batch_write');
-      return { created, duplicates: unique.length - created + repeats };
+      recordOutcomes(remaining, unique, createdIds, tally.outcomes);
+      return { created: createdIds.length, duplicates: remaining.length - createdIds.length };
     } catch (err) {
       if (!isDataError(err)) throw err;
       await client.query('ROLLBACK TO SAVEPOINT batch_write');
       const rejected = await findRejectedPayloads(client, unique);
       if (rejected.size === 0) throw err;
       for (const [candidate, reason] of rejected) {
+        tally.outcomes[candidate.ordinal] = LINE_OUTCOME.failed;
         failed.line_number.push(candidate.lineNumber);
         failed.byte_offset.push(candidate.byteOffset);
         failed.reason.push(reason);

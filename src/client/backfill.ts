@@ -11,8 +11,12 @@ import {
 import { describeDatabaseUrl } from '../config';
 import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
 import { backfillInputProblem } from '../shared/input-checks';
+import { checkpointEvery } from '../shared/progress';
+import { formatCounters } from './counters';
 import { UsageError, type Output } from './errors';
-import { startAndWatch } from './watch';
+import { type RunView, startAndWatch } from './watch';
+
+export { formatCounters };
 
 export interface BackfillCommandOptions {
   file: string;
@@ -21,6 +25,10 @@ export interface BackfillCommandOptions {
   maxAttempts: number;
   batchSize: number;
   json: boolean;
+  /** Start (or attach) and return at once with the id and the commands to watch or cancel. */
+  detach: boolean;
+  /** Plain progress lines even on a terminal. */
+  plain: boolean;
   taskQueue: string;
   /** Poll interval for the progress query. */
   pollMs?: number;
@@ -53,38 +61,13 @@ export function resolveBackfillFile(file: string, roots: readonly string[] = inp
   return path;
 }
 
-export function formatCounters(c: BackfillCounters): string {
-  return `processed=${c.processed} created=${c.created} enqueued=${c.enqueued} duplicates=${c.duplicates} failed=${c.failed}`;
-}
-
-export async function runBackfill(opts: BackfillCommandOptions, out: Output): Promise<void> {
-  const path = resolveBackfillFile(opts.file);
-  if (opts.batchSize > BACKFILL_LIMITS.maxBatchSize) {
-    throw new UsageError(`--batch-size must be at most ${BACKFILL_LIMITS.maxBatchSize}`);
-  }
-  const workflowId = backfillWorkflowId(path, opts.dryRun);
-  const input: BackfillInput = {
-    runKey: `${workflowId}@${randomUUID()}`,
-    path,
-    dryRun: opts.dryRun,
-    maxAttempts: opts.maxAttempts,
-    batchSize: opts.batchSize,
-  };
-  const invalid = backfillInputProblem(input);
-  if (invalid) throw new UsageError(invalid.replace(/^maxAttempts\b/, '--max-attempts').replace(/^batchSize\b/, '--batch-size'));
-  const summary = await startAndWatch<BackfillProgress, BackfillSummary>(
-    {
-      label: 'webhook-backfill',
-      workflowType: 'webhookBackfill',
-      workflowId,
-      args: [input],
-      taskQueue: opts.taskQueue,
-      progressEvery: opts.progressEvery,
-      formatCounters,
-      pollMs: opts.pollMs,
-    },
-    out,
-  );
+/** The done line, the failed-lines hint and (--json) the summary object. */
+export function printBackfillSummary(
+  summary: BackfillSummary,
+  workflowId: string,
+  opts: { json: boolean; databaseUrl?: string },
+  out: Output,
+): void {
   out.log(`[webhook-backfill] done ${formatCounters(summary)} dry_run=${summary.dryRun}`);
   if (summary.failed > 0) {
     const env = opts.databaseUrl ? `DATABASE_URL=${describeDatabaseUrl(opts.databaseUrl)} ` : '';
@@ -103,4 +86,61 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
       }),
     );
   }
+}
+
+/** How a backfill run is shown: lines of processed lines, a bar over the file's bytes. */
+export function backfillView(opts: { json: boolean; databaseUrl?: string }): RunView<BackfillCounters, BackfillProgress, BackfillSummary> {
+  return {
+    label: 'webhook-backfill',
+    itemName: 'lines',
+    formatCounters,
+    barPosition: (p) => ({ value: p.bytesDone, total: p.bytesTotal, unit: 'bytes', processed: p.processed, counters: formatCounters(p) }),
+    finalBarPosition: (s, last) => {
+      const bytes = last?.bytesTotal ?? 0;
+      return { value: bytes, total: bytes, unit: 'bytes', processed: s.processed, counters: formatCounters(s) };
+    },
+    printSummary: (summary, workflowId, out) => printBackfillSummary(summary, workflowId, opts, out),
+  };
+}
+
+export async function runBackfill(opts: BackfillCommandOptions, out: Output): Promise<void> {
+  const path = resolveBackfillFile(opts.file);
+  if (opts.batchSize > BACKFILL_LIMITS.maxBatchSize) {
+    throw new UsageError(`--batch-size must be at most ${BACKFILL_LIMITS.maxBatchSize}`);
+  }
+  const workflowId = backfillWorkflowId(path, opts.dryRun);
+  const every = checkpointEvery(opts.progressEvery, opts.batchSize);
+  if (every !== opts.progressEvery) {
+    out.err(
+      `[webhook-backfill] --progress-every ${opts.progressEvery} with --batch-size ${opts.batchSize} would record ` +
+        `${Math.ceil(opts.batchSize / opts.progressEvery)} checkpoints a batch; printing every ${every} lines instead ` +
+        '(a finer step needs a smaller --batch-size)',
+    );
+  }
+  const input: BackfillInput = {
+    runKey: `${workflowId}@${randomUUID()}`,
+    path,
+    dryRun: opts.dryRun,
+    maxAttempts: opts.maxAttempts,
+    batchSize: opts.batchSize,
+    progressEvery: opts.progressEvery,
+  };
+  const invalid = backfillInputProblem(input);
+  if (invalid) throw new UsageError(invalid.replace(/^maxAttempts\b/, '--max-attempts').replace(/^batchSize\b/, '--batch-size'));
+  await startAndWatch(
+    {
+      label: 'webhook-backfill',
+      workflowType: 'webhookBackfill',
+      workflowId,
+      args: [input],
+      taskQueue: opts.taskQueue,
+      view: backfillView(opts),
+      progressEvery: every,
+      detach: opts.detach,
+      json: opts.json,
+      plain: opts.plain,
+      pollMs: opts.pollMs,
+    },
+    out,
+  );
 }

@@ -3,10 +3,13 @@ import { ConfigError, loadConfig } from '../config';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
-import { consoleOutput, RunError, UsageError, type Output } from './errors';
+import { consoleOutput, Detached, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { runDeliveryControl } from './delivery';
-import { runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
+import { runbookInputFrom, runbookWorkflowId, runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
+import { resolveBackfillFile } from './backfill';
+import { startDetached } from './watch';
+import { runWatch } from './watch-command';
 import { RUNBOOK_DEFAULTS } from '../shared/runbook';
 import { checkLogSettings, createWorkerLogger } from '../logging';
 import { workerObservabilityFrom } from '../metrics/settings';
@@ -86,21 +89,36 @@ export function buildProgram(out: Output): Command {
       BACKFILL_LIMITS.defaultBatchSize,
     )
     .option('--json', 'also print the final summary as one JSON object on the last line', false)
-    .action(async (opts: { file: string; dryRun: boolean; progressEvery: number; maxAttempts?: number; batchSize: number; json: boolean }) => {
-      const cfg = config();
-      await runBackfill(
-        {
-          file: opts.file,
-          dryRun: opts.dryRun,
-          progressEvery: opts.progressEvery,
-          maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts,
-          batchSize: opts.batchSize,
-          json: opts.json,
-          taskQueue: cfg.taskQueue,
-        },
-        out,
-      );
-    });
+    .option('--detach', 'start (or attach), print the workflow id and how to watch or cancel it, and exit', false)
+    .option('--plain', 'print progress lines even on a terminal (no progress bar)', false)
+    .action(
+      async (opts: {
+        file: string;
+        dryRun: boolean;
+        progressEvery: number;
+        maxAttempts?: number;
+        batchSize: number;
+        json: boolean;
+        detach: boolean;
+        plain: boolean;
+      }) => {
+        const cfg = config();
+        await runBackfill(
+          {
+            file: opts.file,
+            dryRun: opts.dryRun,
+            progressEvery: opts.progressEvery,
+            maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts,
+            batchSize: opts.batchSize,
+            json: opts.json,
+            detach: opts.detach,
+            plain: opts.plain,
+            taskQueue: cfg.taskQueue,
+          },
+          out,
+        );
+      },
+    );
 
   program
     .command('webhook-replay-dlq')
@@ -123,6 +141,8 @@ export function buildProgram(out: Output): Command {
     .option('--batch-size <n>', 'rows reset per batch activity (one transaction each)', positiveInt('--batch-size'), 20000)
     .option('--rate <n>', 'at most N rows reset per second (0: no limit)', nonNegativeInt('--rate'), 0)
     .option('--json', 'also print the final summary as one JSON object on the last line', false)
+    .option('--detach', 'start (or attach), print the workflow id and how to watch or cancel it, and exit', false)
+    .option('--plain', 'print progress lines even on a terminal (no progress bar)', false)
     .action(async (opts: Omit<ReplayCommandOptions, 'taskQueue'>) => {
       await runReplay({ ...opts, taskQueue: config().taskQueue }, out);
     });
@@ -159,9 +179,34 @@ export function buildProgram(out: Output): Command {
     .option('--max-attempts <n>', 'delivery attempts for each new event (default: WEBHOOK_MAX_ATTEMPTS, else 5)', positiveInt('--max-attempts'))
     .option('--batch-size <n>', `backfill lines per batch activity (at most ${BACKFILL_LIMITS.maxBatchSize})`, positiveInt('--batch-size'), BACKFILL_LIMITS.defaultBatchSize)
     .option('--json', 'also print the final report as one JSON object on the last line', false)
-    .action(async (opts: Omit<RunbookCommandOptions, 'taskQueue' | 'maxAttempts'> & { maxAttempts?: number }) => {
+    .option('--detach', 'start (or attach), print the workflow id and how to watch, cancel or approve it, and exit', false)
+    .action(async (opts: Omit<RunbookCommandOptions, 'taskQueue' | 'maxAttempts'> & { maxAttempts?: number; detach: boolean }) => {
       const cfg = config();
-      await runRunbook({ ...opts, maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts, taskQueue: cfg.taskQueue }, out);
+      const runbook = { ...opts, maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts, taskQueue: cfg.taskQueue };
+      if (!opts.detach) {
+        await runRunbook(runbook, out);
+        return;
+      }
+      const path = resolveBackfillFile(opts.file);
+      const workflowId = runbookWorkflowId(path);
+      const input = runbookInputFrom(runbook, path, workflowId);
+      await startDetached(
+        { label: 'webhook-runbook', workflowType: 'webhookRecoveryRunbook', workflowId, args: [input], taskQueue: cfg.taskQueue },
+        out,
+        { json: opts.json, approve: true },
+      );
+    });
+
+  program
+    .command('watch')
+    .summary('Follow a run until it is done')
+    .description('Follow a backfill, replay or runbook run by id until it is done: progress lines (a bar on a terminal), then the summary.')
+    .argument('<workflow-id>', 'the run\'s workflow id, as the command that started it printed it')
+    .option('--progress-every <n>', "print a progress line every N processed items (default: the run's own step)", positiveInt('--progress-every'))
+    .option('--json', 'also print the final summary as one JSON object on the last line', false)
+    .option('--plain', 'print progress lines even on a terminal (no progress bar)', false)
+    .action(async (workflowId: string, opts: { progressEvery?: number; json: boolean; plain: boolean }) => {
+      await runWatch(workflowId, opts, out);
     });
 
   for (const decision of ['approve', 'reject'] as const) {
@@ -375,6 +420,7 @@ export async function main(argv = process.argv, out: Output = consoleOutput): Pr
       if (err.message) out.err(err.message);
       return 1;
     }
+    if (err instanceof Detached) return 130;
     out.err(`error: ${(err as Error).message ?? String(err)}`);
     return 1;
   }

@@ -11,6 +11,9 @@ export class AlreadyReported extends RunError {
   }
 }
 
+/** The operator detached (Ctrl-C) from a run that goes on: exit code 130, as for any interrupted command. */
+export class Detached extends Error {}
+
 export interface Output {
   log(line: string): void;
   err(line: string): void;

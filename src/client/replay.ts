@@ -9,12 +9,17 @@ import {
   type ReplayInput,
   type ReplayProgress,
   type ReplaySummary,
+  replayCheckpointEvery,
 } from '../shared/replay';
 import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
 import { replayInputProblem } from '../shared/input-checks';
+import { PROGRESS_LIMITS } from '../shared/progress';
+import { formatReplayCounters } from './counters';
 import { UsageError, type Output } from './errors';
 import { printable } from './text';
-import { startAndWatch } from './watch';
+import { type RunView, startAndWatch } from './watch';
+
+export { formatReplayCounters };
 
 export interface ReplayCommandOptions {
   status: string;
@@ -30,6 +35,10 @@ export interface ReplayCommandOptions {
   resendDelivered: boolean;
   batchSize: number;
   rate: number;
+  /** Start (or attach) and return at once with the id and the commands to watch or cancel. */
+  detach: boolean;
+  /** Plain progress lines even on a terminal. */
+  plain: boolean;
   taskQueue: string;
 }
 
@@ -90,10 +99,6 @@ export function replayWorkflowId(filter: ReplayFilter, limit: number, dryRun: bo
   return `webhook-replay/${filter.status}-${hash}/${dryRun ? 'dry-run' : 'execute'}`;
 }
 
-export function formatReplayCounters(c: ReplayCounters): string {
-  return `processed=${c.processed} replayed=${c.replayed} enqueued=${c.enqueued} skipped=${c.skipped} failed=${c.failed}`;
-}
-
 // Event types and ids come from the outbox, that is from backfilled files: shown escaped.
 const pairs = (record: Record<string, number>) =>
   Object.entries(record)
@@ -101,31 +106,8 @@ const pairs = (record: Record<string, number>) =>
     .map(([k, v]) => `${printable(k)}=${v}`)
     .join(' ') || '(none)';
 
-export async function runReplay(opts: ReplayCommandOptions, out: Output): Promise<void> {
-  const filter = replayFilterFrom(opts);
-  const workflowId = replayWorkflowId(filter, opts.limit, opts.dryRun);
-  const input: ReplayInput = {
-    runKey: `${workflowId}@${randomUUID()}`,
-    filter,
-    limit: opts.limit,
-    dryRun: opts.dryRun,
-    batchSize: opts.batchSize,
-    ratePerSecond: opts.rate,
-  };
-  const invalid = replayInputProblem(input);
-  if (invalid) throw new UsageError(invalid.replace(/^(\w+(?:\.\w+)?)\b/, (field) => REPLAY_FLAGS[field] ?? field));
-  const summary = await startAndWatch<ReplayProgress, ReplaySummary>(
-    {
-      label: 'webhook-replay-dlq',
-      workflowType: 'webhookReplayDlq',
-      workflowId,
-      args: [input],
-      taskQueue: opts.taskQueue,
-      progressEvery: opts.progressEvery,
-      formatCounters: formatReplayCounters,
-    },
-    out,
-  );
+/** The dry run's breakdown, the done line and (--json) the summary object. */
+export function printReplaySummary(summary: ReplaySummary, workflowId: string, opts: { json: boolean }, out: Output): void {
   if (summary.preview) {
     out.log(`[webhook-replay-dlq] would replay by event_type: ${pairs(summary.preview.byEventType)}`);
     out.log(`[webhook-replay-dlq] would replay by last_status_code: ${pairs(summary.preview.byStatusCode)}`);
@@ -152,4 +134,61 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
       }),
     );
   }
+}
+
+/** How a replay run is shown: lines of processed rows, a bar over --limit (the selection may be smaller). */
+export function replayView(opts: { json: boolean }): RunView<ReplayCounters, ReplayProgress, ReplaySummary> {
+  return {
+    label: 'webhook-replay-dlq',
+    itemName: 'rows',
+    formatCounters: formatReplayCounters,
+    barPosition: (p) => ({
+      value: p.processed,
+      total: p.limit ?? p.processed,
+      unit: 'rows',
+      processed: p.processed,
+      counters: formatReplayCounters(p),
+    }),
+    finalBarPosition: (s) => ({ value: s.processed, total: s.processed, unit: 'rows', processed: s.processed, counters: formatReplayCounters(s) }),
+    printSummary: (summary, workflowId, out) => printReplaySummary(summary, workflowId, opts, out),
+  };
+}
+
+export async function runReplay(opts: ReplayCommandOptions, out: Output): Promise<void> {
+  const filter = replayFilterFrom(opts);
+  const workflowId = replayWorkflowId(filter, opts.limit, opts.dryRun);
+  const input: ReplayInput = {
+    runKey: `${workflowId}@${randomUUID()}`,
+    filter,
+    limit: opts.limit,
+    dryRun: opts.dryRun,
+    batchSize: opts.batchSize,
+    ratePerSecond: opts.rate,
+    progressEvery: opts.progressEvery,
+  };
+  const invalid = replayInputProblem(input);
+  if (invalid) throw new UsageError(invalid.replace(/^(\w+(?:\.\w+)?)\b/, (field) => REPLAY_FLAGS[field] ?? field));
+  const every = replayCheckpointEvery(input);
+  if (every !== opts.progressEvery) {
+    out.err(
+      `[webhook-replay-dlq] --progress-every ${opts.progressEvery} would record more than ` +
+        `${PROGRESS_LIMITS.maxCheckpointsPerBatch} checkpoints a batch; printing every ${every} rows instead ` +
+        '(a finer step needs a smaller --batch-size or --limit)',
+    );
+  }
+  await startAndWatch(
+    {
+      label: 'webhook-replay-dlq',
+      workflowType: 'webhookReplayDlq',
+      workflowId,
+      args: [input],
+      taskQueue: opts.taskQueue,
+      view: replayView(opts),
+      progressEvery: every,
+      detach: opts.detach,
+      json: opts.json,
+      plain: opts.plain,
+    },
+    out,
+  );
 }

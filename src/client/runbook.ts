@@ -6,11 +6,11 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type Client,
+  type WorkflowClient,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { BACKFILL_LIMITS, type BackfillCounters } from '../shared/backfill';
+import { BACKFILL_LIMITS } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
-import type { ReplayCounters } from '../shared/replay';
 import {
   RUNBOOK_STEPS,
   type EarlierRun,
@@ -21,13 +21,12 @@ import {
   type RunbookProgress,
   type RunbookReport,
   type RunbookStep,
-  type RunningChild,
 } from '../shared/runbook';
 import { formatCounters, resolveBackfillFile } from './backfill';
-import { RunError, UsageError, type Output } from './errors';
+import { Detached, RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
-import { connectClient, startOrAttach } from './watch';
+import { connectClient, detach, type FollowFrom, interruption, printChildProgress, startOrAttachRun } from './watch';
 
 export interface RunbookCommandOptions {
   file: string;
@@ -91,6 +90,7 @@ export function runbookInputFrom(opts: RunbookCommandOptions, path: string, work
     verifyMinSuccessRate: parseRatio('--min-success-rate', opts.minSuccessRate),
     confirmTimeoutMs: parseDuration('--confirm-timeout', opts.confirmTimeout),
     pollMs: parseDuration('--poll-interval', opts.pollInterval),
+    progressEvery: opts.progressEvery,
   };
 }
 
@@ -232,61 +232,67 @@ export function reportJson(workflowId: string, r: RunbookReport): string {
   });
 }
 
-type ChildCounters = BackfillCounters | ReplayCounters;
-
 /**
- * A child's live counters, from its own `progress` query; null while it cannot answer (not started yet, or
- * between continue-as-new runs). Kept small so a shared watcher can take its place.
+ * Prints each step transition once and, for a step with a child run, the child's own progress lines
+ * (read through the child's `progress` query) between the step's start line and its outcome line.
  */
-export async function queryChildProgress(client: Client, workflowId: string): Promise<ChildCounters | null> {
-  try {
-    return await client.workflow.getHandle(workflowId).query<ChildCounters>('progress');
-  } catch {
-    return null;
-  }
-}
-
-/** Prints each step transition once, and the running child's progress every `progressEvery` items. */
 class RunbookPrinter {
   private readonly printed = new Map<number, string>();
-  private readonly childPrinted = new Map<string, number>();
+  private readonly children = new Map<number, Promise<void>>();
+  private readonly stopChildren = new AbortController();
   private procedurePrinted = false;
+  private firstLook = true;
 
   constructor(
-    private readonly workflowId: string,
+    private readonly handle: WorkflowHandle,
     private readonly progressEvery: number,
     private readonly out: Output,
+    /** 'now' when the command attached to a run already under way: lines of steps done before are not repeated. */
+    private readonly from: FollowFrom,
   ) {}
 
-  show(p: Pick<RunbookProgress, 'steps' | 'procedure'>): void {
+  async show(p: Pick<RunbookProgress, 'steps' | 'procedure'>): Promise<void> {
     if (!this.procedurePrinted && p.procedure) {
       this.procedurePrinted = true;
       for (const line of procedureLines(p.procedure)) this.out.log(line);
     }
+    const attachedNow = this.firstLook && this.from === 'now';
+    this.firstLook = false;
     for (const s of p.steps) {
       const shown = s.waitingFor ? `${s.status}:${s.waitingFor}` : s.status;
       if (s.status === 'pending' || this.printed.get(s.number) === shown) continue;
+      const seenBefore = this.printed.has(s.number);
       // A finished step whose start was not seen still gets its start line first.
-      if (!this.printed.has(s.number) && s.status !== 'running' && s.workflowId) {
-        this.out.log(formatStepLine({ ...s, status: 'running' }, this.workflowId));
+      if (!seenBefore && s.status !== 'running' && s.workflowId) {
+        this.out.log(formatStepLine({ ...s, status: 'running' }, this.handle.workflowId));
       }
+      if (!seenBefore && s.workflowId && !(attachedNow && s.status !== 'running')) {
+        this.followChild(s.number, s.workflowId, attachedNow ? 'now' : 'beginning');
+      }
+      // The child's last lines come before the step's outcome.
+      if (s.status !== 'running') await this.children.get(s.number);
       this.printed.set(s.number, shown);
       this.out.log(
         s.waitingFor
           ? `${LABEL} step ${s.number}/${RUNBOOK_STEPS.length} ${s.name}: waiting for ${s.waitingFor}, left running by an earlier run of this runbook, to close`
-          : formatStepLine(s, this.workflowId),
+          : formatStepLine(s, this.handle.workflowId),
       );
     }
   }
 
-  showChild(child: RunningChild, counters: ChildCounters): void {
-    const last = this.childPrinted.get(child.workflowId) ?? 0;
-    if (Math.floor(counters.processed / this.progressEvery) <= Math.floor(last / this.progressEvery)) return;
-    this.childPrinted.set(child.workflowId, counters.processed);
-    this.out.log(
-      child.kind === 'backfill'
-        ? `[webhook-backfill] progress ${formatCounters(counters as BackfillCounters)}`
-        : `[webhook-replay-dlq] progress ${formatReplayCounters(counters as ReplayCounters)}`,
+  /** Stops following children (the command detached or ends). */
+  async close(): Promise<void> {
+    this.stopChildren.abort();
+    await Promise.all(this.children.values());
+  }
+
+  private followChild(step: number, workflowId: string, from: FollowFrom): void {
+    const kind = step <= 2 ? 'backfill' : step === 4 || step === 5 ? 'replay' : null;
+    if (!kind || this.children.has(step)) return;
+    const child = this.handle.client.getHandle(workflowId);
+    this.children.set(
+      step,
+      printChildProgress(child, kind, this.out, { progressEvery: this.progressEvery, from, signal: this.stopChildren.signal }).catch(() => undefined),
     );
   }
 }
@@ -316,9 +322,9 @@ function stoppedReport(err: unknown): RunbookReport | null {
  * Who ended a child from outside the runbook, from the child's own history (a workflow cannot see it):
  * the terminate request's identity and reason, or the cancel request's identity.
  */
-async function whoEndedChild(client: Client, workflowId: string): Promise<string | null> {
+async function whoEndedChild(client: WorkflowClient, workflowId: string): Promise<string | null> {
   try {
-    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    const history = await client.getHandle(workflowId).fetchHistory();
     for (const event of [...(history.events ?? [])].reverse()) {
       const terminated = event.workflowExecutionTerminatedEventAttributes;
       if (terminated) return `terminated by ${terminated.identity || 'an unnamed client'}${terminated.reason ? `: ${terminated.reason}` : ''}`;
@@ -343,7 +349,7 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
 
   const { client, connection, target } = await connectClient(opts.namespace);
   try {
-    const handle = await startOrAttach(
+    const { handle, attached } = await startOrAttachRun(
       client,
       target.namespace,
       { label: 'webhook-runbook', workflowType: 'webhookRecoveryRunbook', workflowId, args: [input], taskQueue: opts.taskQueue },
@@ -352,59 +358,81 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
     const ui = temporalUiUrl(target.address, target.namespace, workflowId);
     if (ui) out.err(`${LABEL} Temporal UI: ${ui}`);
     await warnIfNoDispatcher(client, out);
-
-    const printer = new RunbookPrinter(workflowId, opts.progressEvery, out);
-    let finished = false;
-    const result = (handle.result() as Promise<RunbookReport>).finally(() => {
-      finished = true;
-    });
-    const poller = (async () => {
-      while (!finished) {
-        try {
-          const progress = await handle.query<RunbookProgress>('progress');
-          printer.show(progress);
-          const child = progress.runningChild;
-          const counters = child ? await queryChildProgress(client, child.workflowId) : null;
-          if (child && counters) printer.showChild(child, counters);
-          await hooks.onProgress?.(progress, handle);
-        } catch {
-          // No worker yet: the next tick tries again.
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    })();
-
-    let report: RunbookReport;
-    try {
-      report = await result;
-    } catch (err) {
-      const stopped = stoppedReport(err);
-      if (!stopped) {
-        const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
-        throw new RunError(`${LABEL} ${workflowId} did not finish: ${cause}`);
-      }
-      report = stopped;
-    } finally {
-      await poller;
-    }
-    printer.show(report);
-    const stoppedStep = report.stoppedAt ? report.steps[report.stoppedAt - 1] : undefined;
-    if (stoppedStep?.workflowId && (stoppedStep.status === 'cancelled' || / was terminated /.test(stoppedStep.message ?? ''))) {
-      const who = await whoEndedChild(client, stoppedStep.workflowId);
-      if (who) out.log(`${LABEL} ${stoppedStep.workflowId} was ${who}`);
-    }
-    if (report.outcome === 'completed') {
-      const confirm = report.steps[5]?.confirm;
-      out.log(`${LABEL} done outcome=completed baseline=${report.baseline} dead_letter=${confirm?.deadLetters ?? 'n/a'}`);
-    } else {
-      out.log(`${LABEL} done outcome=stopped stopped_at=${report.stoppedAt}`);
-    }
-    if (opts.json) out.log(reportJson(workflowId, report));
-    if (report.outcome !== 'completed') throw new RunError(`${LABEL} stopped: ${report.reason}`);
-    return report;
+    return await followRunbook(handle, workflowId, target.namespace, opts, out, hooks, attached ? 'now' : 'beginning');
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * Prints a runbook run's step lines and its children's progress until it closes, then its report (the
+ * command itself, and `watch`). Ctrl-C detaches: the run goes on and the command says how to watch, cancel
+ * or approve it (exit 130).
+ */
+export async function followRunbook(
+  handle: WorkflowHandle,
+  workflowId: string,
+  namespace: string,
+  opts: Pick<RunbookCommandOptions, 'progressEvery' | 'json'>,
+  out: Output,
+  hooks: RunbookHooks = {},
+  from: FollowFrom = 'now',
+): Promise<RunbookReport> {
+  const printer = new RunbookPrinter(handle, opts.progressEvery, out, from);
+  const interrupt = interruption();
+  let finished = false;
+  const result = (handle.result() as Promise<RunbookReport>).finally(() => {
+    finished = true;
+  });
+  const poller = (async () => {
+    while (!finished) {
+      try {
+        const progress = await handle.query<RunbookProgress>('progress');
+        await printer.show(progress);
+        await hooks.onProgress?.(progress, handle);
+      } catch {
+        // No worker yet: the next tick tries again.
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  })();
+
+  let report: RunbookReport;
+  try {
+    report = await Promise.race([result, interrupt.fired.then(() => detach('webhook-runbook', workflowId, namespace, out, { approve: true }))]);
+  } catch (err) {
+    if (err instanceof Detached) {
+      finished = true;
+      await printer.close();
+      throw err;
+    }
+    const stopped = stoppedReport(err);
+    if (!stopped) {
+      const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
+      throw new RunError(`${LABEL} ${workflowId} did not finish: ${cause}`);
+    }
+    report = stopped;
+  } finally {
+    interrupt.dispose();
+    finished = true;
+  }
+  await poller;
+  await printer.show(report);
+  await printer.close();
+  const stoppedStep = report.stoppedAt ? report.steps[report.stoppedAt - 1] : undefined;
+  if (stoppedStep?.workflowId && (stoppedStep.status === 'cancelled' || / was terminated /.test(stoppedStep.message ?? ''))) {
+    const who = await whoEndedChild(handle.client, stoppedStep.workflowId);
+    if (who) out.log(`${LABEL} ${stoppedStep.workflowId} was ${who}`);
+  }
+  if (report.outcome === 'completed') {
+    const confirm = report.steps[5]?.confirm;
+    out.log(`${LABEL} done outcome=completed baseline=${report.baseline} dead_letter=${confirm?.deadLetters ?? 'n/a'}`);
+  } else {
+    out.log(`${LABEL} done outcome=stopped stopped_at=${report.stoppedAt}`);
+  }
+  if (opts.json) out.log(reportJson(workflowId, report));
+  if (report.outcome !== 'completed') throw new RunError(`${LABEL} stopped: ${report.reason}`);
+  return report;
 }
 
 const CLOSED_AS: Record<string, string> = {

@@ -1,6 +1,11 @@
 import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { BackfillCounters } from '../shared/backfill';
+import { PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
+import type { ReplayCounters } from '../shared/replay';
 import { explainTemporalError, temporalTarget, type TemporalTarget } from '../temporal';
-import { RunError, type Output } from './errors';
+import { formatCounters, formatReplayCounters } from './counters';
+import { Detached, RunError, type Output } from './errors';
+import { type BarPosition, RunBar, wantsBar } from './progress-bar';
 
 /** A client for operator commands; an unreachable server becomes one line naming the fix (exit 1). */
 export async function connectClient(namespace?: string): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
@@ -14,17 +19,26 @@ export async function connectClient(namespace?: string): Promise<{ client: Clien
   return { client: new Client({ connection, namespace: target.namespace }), connection, target };
 }
 
+export interface RunStart {
+  /** Prefix of every line, e.g. "webhook-backfill". */
+  label: string;
+  workflowType: string;
+  workflowId: string;
+  args: unknown[];
+  taskQueue: string;
+}
+
 /**
  * Starts a run, or attaches to it when the same workflow id is already running (one run per id), says
  * which on stderr, and warns when no worker polls its task queue.
  */
-export async function startOrAttach(
+export async function startOrAttachRun(
   client: Client,
   namespace: string,
-  run: { label: string; workflowType: string; workflowId: string; args: unknown[]; taskQueue: string },
+  run: RunStart,
   out: Output,
-): Promise<WorkflowHandle> {
-  const running = await client.workflow
+): Promise<{ handle: WorkflowHandle; attached: boolean }> {
+  const attached = await client.workflow
     .getHandle(run.workflowId)
     .describe()
     .then((d) => d.status.name === 'RUNNING')
@@ -36,70 +50,355 @@ export async function startOrAttach(
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
-  out.err(`[${run.label}] ${running ? 'attached to running' : 'started'} ${run.workflowId}`);
+  out.err(`[${run.label}] ${attached ? 'attached to running' : 'started'} ${run.workflowId}`);
   await warnIfNoWorker(client, namespace, run.taskQueue, run.label, out);
-  return handle;
+  return { handle, attached };
 }
 
-export interface WatchedRun<Progress extends { processed: number }, Summary> {
-  /** Prefix of every line, e.g. "webhook-backfill". */
+export async function startOrAttach(client: Client, namespace: string, run: RunStart, out: Output): Promise<WorkflowHandle> {
+  return (await startOrAttachRun(client, namespace, run, out)).handle;
+}
+
+/** What a backfill's or replay's `progress` query answers, as far as following it goes. */
+export interface FollowableProgress<Counters> {
+  processed: number;
+  /** Absent from workers that predate checkpoints. */
+  checkpointEvery?: number;
+  checkpoints?: Counters[];
+  oldestCheckpoint?: number | null;
+}
+
+/** How a kind of run is shown: its lines, its bar, its summary. */
+export interface RunView<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>, Summary extends Counters> {
   label: string;
-  workflowType: string;
-  workflowId: string;
-  args: unknown[];
-  taskQueue: string;
-  progressEvery: number;
-  /** The counters part of a progress or done line, in the runbook's order. */
-  formatCounters(counters: Progress | Summary): string;
+  itemName: 'lines' | 'rows';
+  formatCounters(c: Counters): string;
+  barPosition(p: Progress): BarPosition;
+  finalBarPosition(summary: Summary, last: Progress | undefined): BarPosition;
+  printSummary(summary: Summary, workflowId: string, out: Output): void;
+}
+
+/** Where a client starts printing: every checkpoint (it started the run), or from where the run stands now. */
+export type FollowFrom = 'beginning' | 'now';
+
+/**
+ * Prints a run's checkpoint lines in order, each once, through its `progress` query: it asks for the
+ * checkpoints past the last one it printed, and again at once while pages come back full. A client that
+ * attaches late starts where the run stands and says so; one that fell further behind than the run's window
+ * says which lines it could not print. With `progressEvery` coarser than the run's step it prints the first
+ * checkpoint at or past each multiple of it.
+ */
+export class CheckpointFollower<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>> {
+  latest: Progress | undefined;
+  /** Processed count of the last checkpoint taken from the run (printed or skipped); undefined until placed. */
+  private after: number | undefined;
+  private lastPrinted = 0;
+  private stepNoticed = false;
+
+  constructor(
+    private readonly handle: WorkflowHandle,
+    private readonly label: string,
+    private readonly format: (c: Counters) => string,
+    private readonly out: Output,
+    private readonly opts: { from: FollowFrom; progressEvery?: number; print: boolean },
+  ) {
+    if (opts.from === 'beginning') this.after = 0;
+  }
+
+  /** One look at the run, printing what was committed since the last look. Throws what the query throws. */
+  async poll(): Promise<Progress> {
+    for (;;) {
+      const args: ProgressQueryArgs = this.opts.print && this.after !== undefined ? { after: this.after } : {};
+      const progress = await this.handle.query<Progress, [ProgressQueryArgs]>('progress', args);
+      this.latest = progress;
+      if (!this.opts.print) return progress;
+      if (this.after === undefined) {
+        this.placeAt(progress);
+        return progress;
+      }
+      if (!progress.checkpoints || !progress.checkpointEvery) {
+        this.printCrossing(progress);
+        return progress;
+      }
+      this.printCheckpoints(progress.checkpoints, progress.checkpointEvery);
+      if (progress.checkpoints.length < PROGRESS_LIMITS.page) return progress;
+    }
+  }
+
+  private placeAt(progress: Progress): void {
+    const step = progress.checkpointEvery ?? 1;
+    this.after = Math.floor(progress.processed / step) * step;
+    this.lastPrinted = this.after;
+    this.out.err(`[${this.label}] attached at processed=${progress.processed}: progress lines from here on`);
+  }
+
+  private printCheckpoints(checkpoints: Counters[], step: number): void {
+    const every = this.opts.progressEvery ?? step;
+    if (every % step !== 0 && !this.stepNoticed) {
+      this.stepNoticed = true;
+      this.out.err(
+        `[${this.label}] this run records progress every ${step} (set when it started): ` +
+          `each line is the first of those at or past a multiple of ${every}`,
+      );
+    }
+    const first = checkpoints[0];
+    if (first && first.processed > this.after! + step) {
+      this.out.err(
+        `[${this.label}] the progress lines from processed=${this.after! + step} to ${first.processed - step} are no longer ` +
+          `held by the run (it keeps the newest ${PROGRESS_LIMITS.window}); going on from processed=${first.processed}`,
+      );
+    }
+    for (const checkpoint of checkpoints) {
+      if (Math.floor(checkpoint.processed / every) > Math.floor(this.lastPrinted / every)) {
+        this.out.log(`[${this.label}] progress ${this.format(checkpoint)}`);
+        this.lastPrinted = checkpoint.processed;
+      }
+      this.after = checkpoint.processed;
+    }
+  }
+
+  /** A worker from before checkpoints: a line whenever the committed counters cross a multiple, as it was. */
+  private printCrossing(progress: Progress): void {
+    const every = this.opts.progressEvery ?? 1;
+    if (Math.floor(progress.processed / every) > Math.floor(this.lastPrinted / every)) {
+      this.out.log(`[${this.label}] progress ${this.format(progress)}`);
+      this.lastPrinted = progress.processed;
+    }
+  }
+}
+
+/** A single-quoted shell word. */
+const shellWord = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** The commands to watch, cancel (and approve) a run, one a line. */
+export function runCommands(label: string, workflowId: string, namespace: string, opts: { approve?: boolean } = {}): string[] {
+  const id = shellWord(workflowId);
+  const ns = namespace === 'default' ? '' : ` --namespace ${shellWord(namespace)}`;
+  return [
+    `[${label}] watch it:   gotong-worker watch ${id}`,
+    `[${label}] cancel it:  temporal workflow cancel --workflow-id ${id}${ns}`,
+    ...(opts.approve ? [`[${label}] approve a gate: gotong-worker approve ${id} (or reject it: gotong-worker reject ${id})`] : []),
+  ];
+}
+
+/**
+ * Resolves on the first SIGINT (Ctrl-C) while installed; the handler removes itself then, so a second
+ * Ctrl-C ends the process the ordinary way if closing takes too long.
+ */
+export interface Interruption {
+  fired: Promise<void>;
+  dispose(): void;
+}
+
+export function interruption(): Interruption {
+  let fire!: () => void;
+  const fired = new Promise<void>((resolve) => (fire = resolve));
+  const handler = () => {
+    process.removeListener('SIGINT', handler);
+    fire();
+  };
+  process.on('SIGINT', handler);
+  return { fired, dispose: () => process.removeListener('SIGINT', handler) };
+}
+
+/** Says on stderr that the client detached and the run goes on, with the commands for it, and ends the command (exit 130). */
+export function detach(label: string, workflowId: string, namespace: string, out: Output, opts: { approve?: boolean } = {}): never {
+  out.err(`[${label}] detached from ${workflowId}: the run goes on (it was not cancelled)`);
+  for (const line of runCommands(label, workflowId, namespace, opts)) out.err(line);
+  throw new Detached();
+}
+
+/** Bounds one query, so a run whose worker is gone cannot hold the client in a query forever. */
+function withinSeconds<T>(handle: WorkflowHandle, seconds: number, fn: () => Promise<T>): Promise<T> {
+  return handle.client.connection.withDeadline(Date.now() + seconds * 1000, fn);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const settledOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    () => undefined,
+  );
+
+export interface FollowOptions {
+  from: FollowFrom;
+  /** Installed by the caller when Ctrl-C must detach from an earlier point (while the run starts). */
+  interrupt?: Interruption;
+  /** Print at multiples of this; default: at the run's own checkpoint step. */
+  progressEvery?: number;
+  /** A terminal progress bar instead of lines. */
+  bar: boolean;
+  namespace: string;
   pollMs?: number;
 }
 
 /**
- * Starts a run, or attaches to it when the same workflow id is already running, then prints a progress
- * line each time another `progressEvery` items are processed (read through the `progress` query) and
- * returns the run's result. Every operator command that starts a durable run goes through here.
+ * Follows a run until it closes: its checkpoint lines (or a bar on a terminal) while it runs, then the
+ * last checkpoints it committed (a query on a closed run is answered by a worker replaying it), and
+ * returns its result. Ctrl-C detaches: the run goes on, the command says how to watch or cancel it.
  */
-export async function startAndWatch<Progress extends { processed: number }, Summary>(
-  run: WatchedRun<Progress, Summary>,
+export async function followRun<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>, Summary extends Counters>(
+  handle: WorkflowHandle,
+  workflowId: string,
+  view: RunView<Counters, Progress, Summary>,
   out: Output,
+  opts: FollowOptions,
 ): Promise<Summary> {
-  const { client, connection, target } = await connectClient();
-  try {
-    const handle = await startOrAttach(client, target.namespace, run, out);
-
-    let lastPrinted = 0;
-    let latest: Progress | undefined;
-    let finished = false;
-    const resultPromise = (handle.result() as Promise<Summary>).finally(() => {
-      finished = true;
-    });
-    const poller = (async () => {
-      while (!finished) {
-        try {
-          latest = await handle.query<Progress>('progress');
-          if (Math.floor(latest.processed / run.progressEvery) > Math.floor(lastPrinted / run.progressEvery)) {
-            lastPrinted = latest.processed;
-            out.log(`[${run.label}] progress ${run.formatCounters(latest)}`);
-          }
-        } catch {
-          // No worker yet, or the run is between continue-as-new runs: try again on the next tick.
-        }
-        await new Promise((r) => setTimeout(r, run.pollMs ?? 300));
-      }
-    })();
-
-    try {
-      return await resultPromise;
-    } catch (err) {
-      const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
-      const counters = latest ? ` ${run.formatCounters(latest)}` : '';
-      throw new RunError(`[${run.label}] ${run.workflowId} did not finish: ${cause}${counters}`);
-    } finally {
-      await poller;
+  const follower = new CheckpointFollower<Counters, Progress>(handle, view.label, (c) => view.formatCounters(c), out, {
+    from: opts.from,
+    progressEvery: opts.progressEvery,
+    print: !opts.bar,
+  });
+  const bar = opts.bar ? new RunBar(view.label, view.itemName) : null;
+  const result = handle.result() as Promise<Summary>;
+  const interrupt = opts.interrupt ?? interruption();
+  let stopped = false;
+  const look = async () => {
+    const progress = await withinSeconds(handle, 10, () => follower.poll());
+    bar?.update(view.barPosition(progress));
+  };
+  const poller = (async () => {
+    while (!stopped) {
+      // No worker yet, or the run is between continue-as-new runs: the next tick tries again.
+      await look().catch(() => undefined);
+      await Promise.race([sleep(opts.pollMs ?? 300), settledOf(result), interrupt.fired]);
     }
+  })();
+
+  type Outcome = { kind: 'done'; summary: Summary } | { kind: 'failed'; err: unknown } | { kind: 'detached' };
+  const outcome = await Promise.race<Outcome>([
+    result.then(
+      (summary) => ({ kind: 'done', summary }),
+      (err: unknown) => ({ kind: 'failed', err }),
+    ),
+    interrupt.fired.then(() => ({ kind: 'detached' })),
+  ]);
+  stopped = true;
+  interrupt.dispose();
+  if (outcome.kind === 'detached') {
+    bar?.stop();
+    detach(view.label, workflowId, opts.namespace, out);
+  }
+  await poller;
+  if (!bar) {
+    // The checkpoints its last batches committed after the previous look.
+    await look().catch((err: unknown) => {
+      if (outcome.kind === 'done') out.err(`[${view.label}] could not read the last progress lines: ${(err as Error).message}`);
+    });
+  }
+  if (outcome.kind === 'failed') {
+    bar?.stop();
+    const err = outcome.err;
+    const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
+    const counters = follower.latest ? ` ${view.formatCounters(follower.latest)}` : '';
+    throw new RunError(`[${view.label}] ${workflowId} did not finish: ${cause}${counters}`);
+  }
+  bar?.finish(view.finalBarPosition(outcome.summary, follower.latest));
+  return outcome.summary;
+}
+
+export interface AttachedRun<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>, Summary extends Counters>
+  extends RunStart {
+  view: RunView<Counters, Progress, Summary>;
+  /** The step the run records checkpoints at (after coarsening), so lines come at exactly those. */
+  progressEvery: number;
+  /** Start (or attach), print the id and the commands, and return at once. */
+  detach: boolean;
+  json: boolean;
+  /** Plain lines even on a terminal. */
+  plain: boolean;
+  pollMs?: number;
+}
+
+/**
+ * Starts a run, or attaches to it when the same workflow id is already running, then follows it and
+ * prints its summary; with `detach`, prints its id and how to watch or cancel it instead. Every operator
+ * command that starts a backfill or replay goes through here.
+ */
+export async function startAndWatch<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>, Summary extends Counters>(
+  run: AttachedRun<Counters, Progress, Summary>,
+  out: Output,
+): Promise<Summary | null> {
+  const { client, connection, target } = await connectClient();
+  // From here Ctrl-C detaches, not kills: once the start request is sent, the run may exist either way.
+  const interrupt = run.detach ? null : interruption();
+  try {
+    const { handle, attached } = await startOrAttachRun(client, target.namespace, run, out);
+    if (run.detach) {
+      printDetached(run.label, run.workflowId, target.namespace, attached, run.json, out);
+      return null;
+    }
+    const summary = await followRun(handle, run.workflowId, run.view, out, {
+      interrupt: interrupt ?? undefined,
+      from: attached ? 'now' : 'beginning',
+      progressEvery: run.progressEvery,
+      bar: wantsBar(run.plain),
+      namespace: target.namespace,
+      pollMs: run.pollMs,
+    });
+    run.view.printSummary(summary, run.workflowId, out);
+    return summary;
+  } finally {
+    interrupt?.dispose();
+    await connection.close();
+  }
+}
+
+/** --detach for a command whose run has no attached view here (the runbook): start or attach, print, return. */
+export async function startDetached(run: RunStart & { namespace?: string }, out: Output, opts: { json: boolean; approve?: boolean }): Promise<void> {
+  const { client, connection, target } = await connectClient(run.namespace);
+  try {
+    const { attached } = await startOrAttachRun(client, target.namespace, run, out);
+    printDetached(run.label, run.workflowId, target.namespace, attached, opts.json, out, { approve: opts.approve });
   } finally {
     await connection.close();
   }
+}
+
+/** --detach: the id on stdout (a JSON object with --json) for scripts, the commands on stderr for people. */
+export function printDetached(label: string, workflowId: string, namespace: string, attached: boolean, json: boolean, out: Output, opts: { approve?: boolean } = {}): void {
+  out.log(json ? JSON.stringify({ workflow_id: workflowId, detached: true, attached }) : workflowId);
+  out.err(`[${label}] detached: ${workflowId} runs without this command`);
+  for (const line of runCommands(label, workflowId, namespace, opts)) out.err(line);
+}
+
+/**
+ * Prints the checkpoint lines of a backfill or replay run, in the runbook's shape, until that run closes
+ * (then its last checkpoints) or `signal` aborts. For the runbook command, which shows its running child's
+ * progress: call it with the child's handle (`runbookHandle.client.getHandle(step.workflowId)`) when a
+ * step's child starts, and await it before printing the step's outcome so the child's lines come first.
+ * `from: 'now'` when the command attached to the runbook mid-step.
+ */
+export async function printChildProgress(
+  handle: WorkflowHandle,
+  kind: 'backfill' | 'replay',
+  out: Output,
+  opts: { progressEvery?: number; from?: FollowFrom; pollMs?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  const label = kind === 'backfill' ? 'webhook-backfill' : 'webhook-replay-dlq';
+  const format = (c: BackfillCounters | ReplayCounters) =>
+    kind === 'backfill' ? formatCounters(c as BackfillCounters) : formatReplayCounters(c as ReplayCounters);
+  const follower = new CheckpointFollower<BackfillCounters | ReplayCounters, (BackfillCounters | ReplayCounters) & FollowableProgress<BackfillCounters | ReplayCounters>>(
+    handle,
+    label,
+    format,
+    out,
+    { from: opts.from ?? 'beginning', progressEvery: opts.progressEvery, print: true },
+  );
+  let closed = false;
+  const result = handle.result().then(
+    () => (closed = true),
+    () => (closed = true),
+  );
+  const aborted = new Promise<void>((resolve) => {
+    if (opts.signal?.aborted) resolve();
+    opts.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  while (!closed && !opts.signal?.aborted) {
+    await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
+    await Promise.race([sleep(opts.pollMs ?? 300), result, aborted]);
+  }
+  if (closed) await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
 }
 
 async function warnIfNoWorker(client: Client, namespace: string, taskQueue: string, label: string, out: Output): Promise<void> {

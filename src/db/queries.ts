@@ -12,43 +12,50 @@ export interface OutboxInsertRows {
   payload: string[];
 }
 
-/** Inserts new events as pending and due now; existing event_ids are left alone. Returns how many were created. */
+/**
+ * Inserts new events as pending and due now; existing event_ids are left alone. Returns the ids it
+ * created, so each line's outcome is known (the progress checkpoints count them line by line).
+ */
 export async function insertOutboxEvents(
   client: PoolClient,
   rows: OutboxInsertRows,
   maxAttempts: number,
   sourceRun: string,
-): Promise<number> {
-  if (rows.event_id.length === 0) return 0;
-  const result = await client.query(
-    `INSERT INTO webhook_outbox
+): Promise<string[]> {
+  if (rows.event_id.length === 0) return [];
+  const result = await client.query<[string]>({
+    rowMode: 'array',
+    text: `INSERT INTO webhook_outbox
        (event_id, event_type, schema_version, request_id, actor_user_id, payload,
         status, attempts, max_attempts, next_attempt_at, source_run)
      SELECT e.event_id, e.event_type, e.schema_version, e.request_id, e.actor_user_id, e.payload::jsonb,
             'pending', 0, $7, now(), $8
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
             AS e(event_id, event_type, schema_version, request_id, actor_user_id, payload)
-     ON CONFLICT (event_id) DO NOTHING`,
-    [rows.event_id, rows.event_type, rows.schema_version, rows.request_id, rows.actor_user_id, rows.payload,
+     ON CONFLICT (event_id) DO NOTHING
+     RETURNING event_id`,
+    values: [rows.event_id, rows.event_type, rows.schema_version, rows.request_id, rows.actor_user_id, rows.payload,
       maxAttempts, sourceRun],
-  );
-  return result.rowCount ?? 0;
+  });
+  return result.rows.map((row) => row[0]);
 }
 
 /**
- * Dry-run twin of insertOutboxEvents: counts the ids that an execute run would create, remembering
+ * Dry-run twin of insertOutboxEvents: returns the ids that an execute run would create, remembering
  * them per run so that later batches of the same file see them as duplicates.
  */
-export async function rememberDryRunEvents(client: PoolClient, runKey: string, eventIds: string[]): Promise<number> {
-  if (eventIds.length === 0) return 0;
-  const result = await client.query(
-    `INSERT INTO backfill_dry_run_seen (run_key, event_id)
+export async function rememberDryRunEvents(client: PoolClient, runKey: string, eventIds: string[]): Promise<string[]> {
+  if (eventIds.length === 0) return [];
+  const result = await client.query<[string]>({
+    rowMode: 'array',
+    text: `INSERT INTO backfill_dry_run_seen (run_key, event_id)
      SELECT $1, c.event_id FROM unnest($2::text[]) AS c(event_id)
       WHERE NOT EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.event_id = c.event_id)
-     ON CONFLICT DO NOTHING`,
-    [runKey, eventIds],
-  );
-  return result.rowCount ?? 0;
+     ON CONFLICT DO NOTHING
+     RETURNING event_id`,
+    values: [runKey, eventIds],
+  });
+  return result.rows.map((row) => row[0]);
 }
 
 /** Makes PostgreSQL parse every payload as jsonb, as the outbox insert would; throws on the first it rejects. */
@@ -357,7 +364,8 @@ export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: 
 /**
  * One replay batch inside the caller's transaction: select up to `size` matching rows this run has not
  * reset yet, then reset those that still match once locked (the rest changed meanwhile and are skipped),
- * writing an audit row for each. Returns how many were selected and how many reset.
+ * writing an audit row for each. Returns how many were selected and how many reset, and the positions
+ * (1-based, in selection order) of the skipped ones, so progress checkpoints are exact row by row.
  */
 export async function replaySelectAndReset(
   client: PoolClient,
@@ -365,7 +373,7 @@ export async function replaySelectAndReset(
   filter: ReplayFilter,
   eventIds: string[] | null,
   size: number,
-): Promise<{ selected: number; replayed: number }> {
+): Promise<{ selected: number; replayed: number; skippedOrdinals: number[] }> {
   const params: unknown[] = [runKey];
   const where = replayPredicate(filter, eventIds, params);
   params.push(size);
@@ -374,9 +382,10 @@ export async function replaySelectAndReset(
   // One statement: `candidates` is the selection; `locked` re-checks each candidate once its row lock is
   // held (PostgreSQL re-evaluates the condition on the newest row version), so a row that changed since
   // it was selected is skipped, not reset. Oldest change first: dead letters walk their own index.
-  const { rows } = await client.query<{ selected: string; replayed: string }>(
+  // The skipped positions are looked for only when something was skipped (an initplan runs when needed).
+  const { rows } = await client.query<{ selected: string; replayed: string; skipped_ordinals: number[] }>(
     `WITH candidates AS (
-       SELECT o.event_id FROM webhook_outbox o
+       SELECT o.event_id, row_number() OVER (ORDER BY o.updated_at)::int AS ordinal FROM webhook_outbox o
         WHERE ${where} AND o.last_replay_run IS DISTINCT FROM $1
         ORDER BY o.updated_at LIMIT $${params.length}),
      locked AS (
@@ -393,11 +402,17 @@ export async function replaySelectAndReset(
      audit AS (
        INSERT INTO webhook_replay_audit (run_key, event_id, previous_status, previous_attempts, previous_status_code, previous_error)
        SELECT $1, event_id, status, attempts, last_status_code, last_error FROM reset
-       RETURNING 1)
-     SELECT (SELECT count(*) FROM candidates) AS selected, (SELECT count(*) FROM audit) AS replayed`,
+       RETURNING 1),
+     counts AS (SELECT (SELECT count(*) FROM candidates) AS selected, (SELECT count(*) FROM audit) AS replayed)
+     SELECT selected, replayed,
+            CASE WHEN selected = replayed THEN '{}'::int[]
+                 ELSE (SELECT coalesce(array_agg(c.ordinal ORDER BY c.ordinal), '{}') FROM candidates c
+                        WHERE NOT EXISTS (SELECT 1 FROM reset r WHERE r.event_id = c.event_id)) END AS skipped_ordinals
+       FROM counts`,
     params,
   );
-  return { selected: Number(rows[0]!.selected), replayed: Number(rows[0]!.replayed) };
+  const row = rows[0]!;
+  return { selected: Number(row.selected), replayed: Number(row.replayed), skippedOrdinals: row.skipped_ordinals };
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { analyzeOutbox, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
 import { InputFileError, openInputFile } from '../input-files';
 import { replayBatchKey } from '../shared/batch-keys';
+import { batchCheckpoints } from '../shared/progress';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter } from '../shared/replay';
 
 /** An id list is read whole and sent with every batch's query: beyond this, select by other filters. */
@@ -59,7 +60,17 @@ export async function runReplayBatch(
     pool,
     input.runKey,
     batchKey,
-    (client) => replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size),
+    async (client): Promise<ReplayBatchResult> => {
+      const { selected, replayed, skippedOrdinals } = await replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size);
+      const result: ReplayBatchResult = { selected, replayed };
+      if (input.checkpoints) {
+        // Outcome of each selected row in selection order: 0 replayed, 1 skipped.
+        const outcomes = new Uint8Array(selected);
+        for (const ordinal of skippedOrdinals) outcomes[ordinal - 1] = 1;
+        result.checkpoints = batchCheckpoints(outcomes, selected, input.checkpoints, 2);
+      }
+      return result;
+    },
     signal,
   );
 }

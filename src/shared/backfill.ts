@@ -2,6 +2,7 @@
  * Types and limits shared by the backfill workflow, its activities and the CLI.
  * Pure data only: this module is part of the workflow bundle.
  */
+import type { Checkpoint, CheckpointPage, CheckpointSpec } from './progress';
 
 /** The counters the runbook prints, in its order. */
 export interface BackfillCounters {
@@ -46,13 +47,23 @@ export interface BackfillBatchInput {
   batchSize: number;
   dryRun: boolean;
   maxAttempts: number;
+  /** Absent in batches scheduled before checkpoints existed: those return none. */
+  checkpoints?: CheckpointSpec;
 }
+
+/** Outcome of one processed line, the index of its count in a backfill checkpoint after `processed`. */
+export const LINE_OUTCOME = { created: 0, duplicate: 1, failed: 2 } as const;
 
 export interface BackfillBatchResult extends BackfillCounters {
   /** Offset just past the last line this batch took; the next batch starts here. */
   endOffset: number;
   /** Physical lines consumed, blank ones included, so line numbers stay those of an editor. */
   linesConsumed: number;
+  /**
+   * [processed, created, duplicates, failed] within this batch at each line where the run's processed
+   * count reaches a multiple of the checkpoint step, in file order.
+   */
+  checkpoints?: Checkpoint[];
 }
 
 export interface BackfillRunState {
@@ -62,6 +73,8 @@ export interface BackfillRunState {
   batches: number;
   counters: BackfillCounters;
   paused: boolean;
+  /** The newest checkpoints, absolute, so clients polling across continue-as-new miss none. */
+  checkpoints?: Checkpoint[];
 }
 
 export interface BackfillInput {
@@ -70,6 +83,8 @@ export interface BackfillInput {
   dryRun: boolean;
   maxAttempts: number;
   batchSize: number;
+  /** Record a checkpoint every this many processed lines (coarsened by checkpointEvery); default 1000. */
+  progressEvery?: number;
   /** Batches per workflow run before continuing as new; keeps one run's history well under 5,000 events. */
   batchesPerRun?: number;
   /** Set only when continuing as new. */
@@ -78,7 +93,7 @@ export interface BackfillInput {
 
 export type BackfillPhase = 'starting' | 'running' | 'paused' | 'finishing' | 'done';
 
-export interface BackfillProgress extends BackfillCounters {
+export interface BackfillProgress extends BackfillCounters, CheckpointPage<BackfillCounters> {
   phase: BackfillPhase;
   dryRun: boolean;
   bytesDone: number;
@@ -93,6 +108,12 @@ export interface BackfillSummary extends BackfillCounters {
   batches: number;
 }
 
+/** A backfill checkpoint tuple as the counters the CLI prints. */
+export function backfillCheckpointCounters(c: Checkpoint): BackfillCounters {
+  const [processed = 0, created = 0, duplicates = 0, failed = 0] = c;
+  return { processed, created, enqueued: created, duplicates, failed };
+}
+
 export const BACKFILL_LIMITS = {
   /** A longer line is recorded as failed and skipped without being held in memory. */
   maxLineBytes: 1024 * 1024,
@@ -103,4 +124,6 @@ export const BACKFILL_LIMITS = {
   defaultBatchSize: 10000,
   maxBatchSize: 50000,
   defaultBatchesPerRun: 400,
+  /** Checkpoint step of runs started without one (the runbook tool's default). */
+  defaultProgressEvery: 1000,
 } as const;

@@ -1,4 +1,5 @@
 /** Types shared by the replay workflow, its activities and the CLI. Pure data only: part of the workflow bundle. */
+import { type Checkpoint, type CheckpointPage, type CheckpointSpec, checkpointEvery } from './progress';
 
 export const OUTBOX_STATUSES = ['pending', 'in_flight', 'delivered', 'retrying', 'dead_letter'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
@@ -36,8 +37,35 @@ export interface ReplayInput {
   batchSize: number;
   /** Rows reset per second; 0: no limit. */
   ratePerSecond: number;
+  /** Record a checkpoint every this many processed rows (coarsened by checkpointEvery); default 1000. */
+  progressEvery?: number;
   batchesPerRun?: number;
-  state?: { counters: ReplayCounters; batches: number; paused: boolean };
+  state?: {
+    counters: ReplayCounters;
+    batches: number;
+    paused: boolean;
+    /** The newest checkpoints, absolute, so clients polling across continue-as-new miss none. */
+    checkpoints?: Checkpoint[];
+  };
+}
+
+/** Checkpoint step of runs started without one (the runbook tool's default). */
+export const REPLAY_DEFAULT_PROGRESS_EVERY = 1000;
+
+/** Rows a batch selects: with a velocity limit a batch is about one second of resets, so the pace stays even. */
+export function replayBatchRows(input: Pick<ReplayInput, 'batchSize' | 'ratePerSecond'>): number {
+  return input.ratePerSecond > 0 ? Math.max(1, Math.min(input.batchSize, Math.floor(input.ratePerSecond))) : input.batchSize;
+}
+
+/** The checkpoint step of a replay run (the CLI computes it too, to say when it coarsens --progress-every). */
+export function replayCheckpointEvery(input: Pick<ReplayInput, 'batchSize' | 'ratePerSecond' | 'limit' | 'progressEvery'>): number {
+  return checkpointEvery(input.progressEvery ?? REPLAY_DEFAULT_PROGRESS_EVERY, Math.min(replayBatchRows(input), input.limit));
+}
+
+/** A replay checkpoint tuple [processed, replayed, skipped] as the counters the CLI prints. */
+export function replayCheckpointCounters(c: Checkpoint): ReplayCounters {
+  const [processed = 0, replayed = 0, skipped = 0] = c;
+  return { processed, replayed, enqueued: replayed, skipped, failed: 0 };
 }
 
 export interface ReplayBatchInput {
@@ -45,6 +73,8 @@ export interface ReplayBatchInput {
   batchNumber: number;
   filter: ReplayFilter;
   size: number;
+  /** Absent in batches scheduled before checkpoints existed: those return none. */
+  checkpoints?: CheckpointSpec;
 }
 
 export interface ReplayBatchResult {
@@ -52,6 +82,8 @@ export interface ReplayBatchResult {
   selected: number;
   /** Of those, reset now; the rest changed between selection and reset and were skipped. */
   replayed: number;
+  /** [processed, replayed, skipped] within this batch at each row where the run's processed count reaches a multiple of the step. */
+  checkpoints?: Checkpoint[];
 }
 
 export interface ReplayPreview {
@@ -61,10 +93,12 @@ export interface ReplayPreview {
   sampleIds: string[];
 }
 
-export interface ReplayProgress extends ReplayCounters {
+export interface ReplayProgress extends ReplayCounters, CheckpointPage<ReplayCounters> {
   phase: 'running' | 'paused' | 'done';
   dryRun: boolean;
   batches: number;
+  /** At most this many rows are processed (the selection may be smaller): the total of the CLI's bar. */
+  limit?: number;
 }
 
 export interface ReplaySummary extends ReplayCounters {

@@ -42,6 +42,8 @@ export interface RunbookInput {
   confirmTimeoutMs: number;
   /** How often steps 3 and 6 look at the outbox. */
   pollMs: number;
+  /** The children's checkpoint step (--progress-every); absent in runs started before it was passed on. */
+  progressEvery?: number;
   /** Looks at the outbox per workflow run before continuing as new (default RUNBOOK_DEFAULTS.pollsPerRun). */
   pollsPerRun?: number;
   /** Set only when continuing as new, during step 3 or 6. */

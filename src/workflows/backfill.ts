@@ -23,14 +23,17 @@ import {
   type BackfillProgress,
   type BackfillRunState,
   type BackfillSummary,
+  backfillCheckpointCounters,
   ZERO_COUNTERS,
 } from '../shared/backfill';
 import { backfillBatchKey } from '../shared/batch-keys';
 import { backfillInputProblem } from '../shared/input-checks';
+import { checkpointEvery, CheckpointWindow, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { wakeDispatcher } from './wake';
 
-export const progressQuery = defineQuery<BackfillProgress>('progress');
+/** Counters now; with `{ after: n }` also the checkpoints past n processed lines, for clients printing progress lines. */
+export const progressQuery = defineQuery<BackfillProgress, [ProgressQueryArgs?]>('progress');
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
@@ -49,9 +52,14 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   let state: BackfillRunState | undefined = input.state;
   let paused = input.state?.paused ?? false;
   let counters: BackfillCounters = input.state?.counters ?? ZERO_COUNTERS;
+  const every = checkpointEvery(input.progressEvery ?? BACKFILL_LIMITS.defaultProgressEvery, input.batchSize);
+  const checkpoints = new CheckpointWindow(input.state?.checkpoints);
 
-  setHandler(progressQuery, () => ({
+  setHandler(progressQuery, (args?: ProgressQueryArgs) => ({
     ...counters,
+    checkpointEvery: every,
+    checkpoints: checkpoints.after(args?.after).map(backfillCheckpointCounters),
+    oldestCheckpoint: checkpoints.oldest(),
     phase: paused && phase === 'running' ? 'paused' : phase,
     dryRun: input.dryRun,
     bytesDone: state?.offset ?? 0,
@@ -83,7 +91,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   while (state.offset < state.fingerprint.size) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused } });
+      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused, checkpoints: checkpoints.carry() } });
     }
     let result: BackfillBatchResult;
     try {
@@ -97,6 +105,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
         batchSize: input.batchSize,
         dryRun: input.dryRun,
         maxAttempts: input.maxAttempts,
+        checkpoints: { every, processedBefore: counters.processed },
       });
     } catch (err) {
       if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
@@ -107,6 +116,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
         settleBatch({ runKey: input.runKey, batchKey: backfillBatchKey(state!.offset) }),
       )) as BackfillBatchResult | null;
       if (committed) {
+        checkpoints.add([counters.processed, counters.created, counters.duplicates, counters.failed], committed.checkpoints);
         counters = addCounters(counters, committed);
         state = { ...state, offset: committed.endOffset, nextLine: state.nextLine + committed.linesConsumed, batches: state.batches + 1 };
       }
@@ -116,6 +126,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       // Cannot happen while the file matches its fingerprint; looping here forever would be worse than failing.
       throw ApplicationFailure.nonRetryable(`batch at offset ${state.offset} made no progress`, 'BackfillStalled');
     }
+    checkpoints.add([counters.processed, counters.created, counters.duplicates, counters.failed], result.checkpoints);
     counters = addCounters(counters, result);
     state = {
       ...state,

@@ -21,14 +21,19 @@ import {
   type ReplayPreview,
   type ReplayProgress,
   type ReplaySummary,
+  replayBatchRows,
+  replayCheckpointCounters,
+  replayCheckpointEvery,
   ZERO_REPLAY,
 } from '../shared/replay';
 import { replayBatchKey } from '../shared/batch-keys';
 import { replayInputProblem } from '../shared/input-checks';
+import { type Checkpoint, CheckpointWindow, PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { wakeDispatcher } from './wake';
 
-export const replayProgressQuery = defineQuery<ReplayProgress>('progress');
+/** Counters now; with `{ after: n }` also the checkpoints past n processed rows, for clients printing progress lines. */
+export const replayProgressQuery = defineQuery<ReplayProgress, [ProgressQueryArgs?]>('progress');
 export const replayPauseSignal = defineSignal('pause');
 export const replayResumeSignal = defineSignal('resume');
 
@@ -46,12 +51,34 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
   let batches = input.state?.batches ?? 0;
   let paused = input.state?.paused ?? false;
   let done = false;
-  setHandler(replayProgressQuery, () => ({
-    ...counters,
-    phase: done ? 'done' : paused ? 'paused' : 'running',
-    dryRun: input.dryRun,
-    batches,
-  }));
+  const every = replayCheckpointEvery(input);
+  const checkpoints = new CheckpointWindow(input.state?.checkpoints);
+  // A dry run resets nothing, so its checkpoints are those an execute run would record on an unchanged
+  // selection: every row replayed. They are computed when asked for, never held.
+  let dryRunMatched: number | null = null;
+  const page = (after: number | undefined): { items: Checkpoint[]; oldest: number | null } => {
+    if (dryRunMatched === null) return { items: checkpoints.after(after), oldest: checkpoints.oldest() };
+    const items: Checkpoint[] = [];
+    if (after !== undefined) {
+      for (let p = (Math.floor(after / every) + 1) * every; p <= dryRunMatched && items.length < PROGRESS_LIMITS.page; p += every) {
+        items.push([p, p, 0]);
+      }
+    }
+    return { items, oldest: dryRunMatched >= every ? every : null };
+  };
+  setHandler(replayProgressQuery, (args?: ProgressQueryArgs) => {
+    const { items, oldest } = page(args?.after);
+    return {
+      ...counters,
+      checkpointEvery: every,
+      checkpoints: items.map(replayCheckpointCounters),
+      oldestCheckpoint: oldest,
+      phase: done ? 'done' : paused ? 'paused' : 'running',
+      dryRun: input.dryRun,
+      batches,
+      limit: input.limit,
+    };
+  });
   setHandler(replayPauseSignal, () => {
     paused = true;
   });
@@ -67,22 +94,23 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     const preview: ReplayPreview = await previewReplay({ filter: input.filter, limit: input.limit });
     const n = preview.matched;
     counters = { processed: n, replayed: n, enqueued: n, skipped: 0, failed: 0 };
+    dryRunMatched = n;
     done = true;
     return { ...counters, dryRun: true, runKey: input.runKey, preview };
   }
 
-  // With a velocity limit a batch is about one second of resets, so the pace stays even.
-  const batchSize = input.ratePerSecond > 0 ? Math.max(1, Math.min(input.batchSize, Math.floor(input.ratePerSecond))) : input.batchSize;
+  const batchSize = replayBatchRows(input);
   const batchesPerRun = input.batchesPerRun ?? 400;
   let batchesThisRun = 0;
   let woke = false;
   while (counters.processed < input.limit) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookReplayDlq>({ ...input, state: { counters, batches, paused } });
+      return continueAsNew<typeof webhookReplayDlq>({ ...input, state: { counters, batches, paused, checkpoints: checkpoints.carry() } });
     }
     const size = Math.min(batchSize, input.limit - counters.processed);
     const count = (result: ReplayBatchResult) => {
+      checkpoints.add([counters.processed, counters.replayed, counters.skipped], result.checkpoints);
       counters = {
         processed: counters.processed + result.selected,
         replayed: counters.replayed + result.replayed,
@@ -94,7 +122,13 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     };
     let result: ReplayBatchResult;
     try {
-      result = await runBatch({ runKey: input.runKey, batchNumber: batches, filter: input.filter, size });
+      result = await runBatch({
+        runKey: input.runKey,
+        batchNumber: batches,
+        filter: input.filter,
+        size,
+        checkpoints: { every, processedBefore: counters.processed },
+      });
     } catch (err) {
       if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
       // Cancelled with this batch in flight: count it if it committed (see webhookBackfill).

@@ -251,7 +251,14 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   }
 
   const backfill = (n: 1 | 2, runKey: string, dryRun: boolean): Promise<BackfillSummary> => {
-    const args: BackfillInput = { runKey, path: input.path, dryRun, maxAttempts: input.maxAttempts, batchSize: input.batchSize };
+    const args: BackfillInput = {
+      runKey,
+      path: input.path,
+      dryRun,
+      maxAttempts: input.maxAttempts,
+      batchSize: input.batchSize,
+      progressEvery: input.progressEvery,
+    };
     return runChild(n, 'backfill', runKey, (workflowId) =>
       startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
     );
@@ -259,7 +266,15 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
 
   const replay = (n: 4 | 5, dryRun: boolean): Promise<ReplaySummary> => {
     const runKey = `${input.runKey}/step-${n}`;
-    const args: ReplayInput = { runKey, filter: { ...DEAD_LETTERS }, limit: input.replayLimit, dryRun, batchSize: input.replayBatchSize, ratePerSecond: 0 };
+    const args: ReplayInput = {
+      runKey,
+      filter: { ...DEAD_LETTERS },
+      limit: input.replayLimit,
+      dryRun,
+      batchSize: input.replayBatchSize,
+      ratePerSecond: 0,
+      progressEvery: input.progressEvery,
+    };
     return runChild(n, 'replay', runKey, (workflowId) =>
       startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
     );
