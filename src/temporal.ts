@@ -1,4 +1,6 @@
 import { loadClientConnectConfig } from '@temporalio/envconfig';
+import { createWorkerLogger, type OperatorLogger } from './logging';
+import { DELIVERY_DURATION_BUCKETS, METRICS } from './metrics';
 
 export interface TemporalTarget {
   address: string;
@@ -21,14 +23,42 @@ export function explainTemporalError(err: unknown, address: string): string {
   );
 }
 
-/** Temporal's SDK logs every worker state change at INFO; operators get WARN unless they ask (GOTONG_LOG_LEVEL). */
-export function installQuietRuntime(): void {
-  // Imported lazily: the client commands should not load the worker's native runtime.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Runtime, DefaultLogger } = require('@temporalio/worker') as typeof import('@temporalio/worker');
-  const level = (process.env.GOTONG_LOG_LEVEL ?? 'WARN').toUpperCase();
-  const allowed = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
-  type Level = (typeof allowed)[number];
-  Runtime.install({ logger: new DefaultLogger(allowed.includes(level as Level) ? (level as Level) : 'WARN') });
+export interface RuntimeSetup {
+  logger: OperatorLogger;
+  /** `host:port` for the Prometheus exporter (`/metrics`); absent: no metrics. */
+  metricsAddress?: string;
 }
 
+/**
+ * Installs the Temporal runtime of a worker process: the SDK's and its core's logs go to `logger` (core
+ * logs are forwarded, so every line has one format), and with `metricsAddress` the runtime serves the SDK's
+ * metrics and the project's (created on `Runtime.instance().metricMeter`) on one Prometheus endpoint.
+ * The SDK's metric names stay as Temporal documents them (durations in milliseconds), so Temporal's
+ * dashboards work unchanged; the project's follow Prometheus conventions.
+ */
+export function installWorkerRuntime(setup: RuntimeSetup): void {
+  // Imported lazily: the client commands should not load the worker's native runtime.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Runtime } = require('@temporalio/worker') as typeof import('@temporalio/worker');
+  Runtime.install({
+    logger: setup.logger,
+    telemetryOptions: {
+      logging: { filter: { core: setup.logger.level, other: 'ERROR' }, forward: {} },
+      ...(setup.metricsAddress
+        ? {
+            metrics: {
+              prometheus: {
+                bindAddress: setup.metricsAddress,
+                histogramBucketOverrides: { [METRICS.deliveryDuration]: DELIVERY_DURATION_BUCKETS },
+              },
+            },
+          }
+        : {}),
+    },
+  });
+}
+
+/** The demo's runtime: WARN unless GOTONG_LOG_LEVEL asks for more, so its terminal shows the runbook's lines. */
+export function installQuietRuntime(): void {
+  installWorkerRuntime({ logger: createWorkerLogger(process.env, 'WARN') });
+}

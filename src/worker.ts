@@ -3,6 +3,7 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
 import type { DeliveryTarget } from './delivery/dispatch';
+import type { WorkerMetrics } from './metrics';
 import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
 import type { webhookDispatcher } from './workflows/dispatcher';
 import { prebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflow-bundle';
@@ -15,6 +16,8 @@ export interface WorkerSetup {
   delivery?: DeliveryTarget;
   /** Directories input files may be read from; default: GOTONG_INPUT_ROOTS, else its documented default. */
   inputRoots?: readonly string[];
+  /** The process's metrics, when it serves them. */
+  metrics?: WorkerMetrics;
   /** A bundle to use (tests build one per suite); otherwise the one `npm run build` wrote, if still current. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -33,7 +36,7 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     namespace: setup.namespace,
     taskQueue: setup.taskQueue,
     ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : workflowCode()),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, inputRoots: setup.inputRoots }),
+    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, metrics: setup.metrics, inputRoots: setup.inputRoots }),
     // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
     maxConcurrentActivityTaskExecutions: 20,
     // Heartbeats reach the server every 3 s (not 80% of the timeout): a run's cancellation reaches its

@@ -358,7 +358,9 @@ describe('delivery to hostile receivers (real Temporal, PostgreSQL, receivers on
     it('a plain secret under 16 bytes is a warning, not a refusal, and the secret is not in it', async () => {
       const result = await runCli(['worker'], { ...NOWHERE, WEBHOOK_URL: URL_OK, WEBHOOK_SECRET: 'sh0rt-key' });
       const lines = result.stderr.trimEnd().split('\n');
-      assert.equal(lines[0], '[worker] warning: WEBHOOK_SECRET is only 9 bytes; use at least 16 random bytes, or a whsec_ secret');
+      // The worker's first log line (JSON, as stderr is not a terminal).
+      const warning = JSON.parse(lines[0]!) as { level: string; msg: string };
+      assert.deepEqual([warning.level, warning.msg], ['warn', 'WEBHOOK_SECRET is only 9 bytes; use at least 16 random bytes, or a whsec_ secret']);
       assert.equal(result.code, 1, 'it went on to start (and failed on the unreachable database)');
       assert.ok(!result.stderr.includes('sh0rt-key'));
     });

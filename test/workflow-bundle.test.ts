@@ -66,7 +66,7 @@ describe('prebuilt workflow bundle', function () {
     let stderr = '';
     worker.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
-      await waitFor('the worker polling', async () => stderr.includes('[worker] polling task queue'), 60_000);
+      await waitFor('the worker polling', async () => stderr.includes(`"msg":"polling task queue '${taskQueue}'`), 60_000);
       assert.doesNotMatch(stderr, /bundling the workflows at start/);
       assert.doesNotMatch(stderr, /Workflow bundle created/);
       const file = generatedFile('bundle_dry', { valid: 10 });

@@ -4,6 +4,7 @@ import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
+import type { WorkerMetrics } from '../metrics';
 import { fingerprintFile, runBackfillBatch, type BatchHooks } from '../backfill/batch';
 import { analyzeOutbox, finishRunbookRun, forgetDryRunEvents, outboxMetrics, previewReplay, settledBatch } from '../db/queries';
 import { InputFileError, inputRootsFromEnvironment } from '../input-files';
@@ -17,6 +18,8 @@ export interface ActivityDeps {
   delivery?: DeliveryTarget;
   /** Directories input files may be read from (GOTONG_INPUT_ROOTS); default: the environment's setting. */
   inputRoots?: readonly string[];
+  /** Counts what the activities do, when the worker serves metrics. */
+  metrics?: WorkerMetrics;
 }
 
 /**
@@ -58,14 +61,16 @@ async function heartbeating<T>(work: (hooks: BatchHooks) => Promise<T>, initialD
   }
 }
 
-export function createActivities({ pool, delivery, inputRoots = inputRootsFromEnvironment() }: ActivityDeps) {
+export function createActivities({ pool, delivery, metrics, inputRoots = inputRootsFromEnvironment() }: ActivityDeps) {
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return heartbeating(() => fingerprintFile(path, inputRoots));
     },
 
     async processBackfillBatch(input: BackfillBatchInput): Promise<BackfillBatchResult> {
-      return heartbeating((hooks) => runBackfillBatch(pool, input, inputRoots, hooks));
+      const result = await heartbeating((hooks) => runBackfillBatch(pool, input, inputRoots, hooks));
+      metrics?.recordBackfill(result, input.dryRun);
+      return result;
     },
 
     /** After a cancellation: what the batch that was in flight committed, once its transaction has ended. */
@@ -85,6 +90,7 @@ export function createActivities({ pool, delivery, inputRoots = inputRootsFromEn
         heartbeat: (details) => ctx.heartbeat(details),
         cancelled: () => ctx.cancellationSignal.aborted,
         leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
+        metrics: metrics?.delivery,
       });
     },
 
@@ -97,7 +103,9 @@ export function createActivities({ pool, delivery, inputRoots = inputRootsFromEn
       // One statement does the batch: the details say which rows are in flight, and heartbeats keep coming
       // while it runs, so a slow batch is neither timed out nor opaque in the UI.
       const details = { batch: input.batchNumber, rows: input.size, processedBefore: input.checkpoints?.processedBefore ?? null };
-      return heartbeating((hooks) => runReplayBatch(pool, input, inputRoots, hooks.signal), details);
+      const result = await heartbeating((hooks) => runReplayBatch(pool, input, inputRoots, hooks.signal), details);
+      metrics?.recordReplayResets(result.replayed);
+      return result;
     },
 
     async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {

@@ -5,13 +5,17 @@ import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, Detached, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
-import { runDemo } from './demo';
 import { runDeliveryControl } from './delivery';
 import { runbookInputFrom, runbookWorkflowId, runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
 import { resolveBackfillFile } from './backfill';
 import { startDetached } from './watch';
 import { runWatch } from './watch-command';
 import { RUNBOOK_DEFAULTS } from '../shared/runbook';
+import { checkLogSettings, createWorkerLogger } from '../logging';
+import { workerObservabilityFrom } from '../metrics/settings';
+import { runList, type ListCommandOptions } from './list';
+import { runOutboxShow, runOutboxStats } from './outbox';
+import { runStatus } from './status';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -31,26 +35,43 @@ function nonNegativeInt(flag: string) {
   };
 }
 
-function config() {
+/** Settings from the environment; a bad one is a usage error (exit 2) naming the fix. */
+function settings<T>(read: () => T): T {
   try {
-    return loadConfig();
+    return read();
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
 }
 
+const config = () => settings(loadConfig);
+
+/**
+ * The top-level help lists one line per command: its name, the arguments it requires, and its summary
+ * (`<command> --help` has the full description and every option).
+ */
+function commandTerm(cmd: Command): string {
+  if (cmd.commands.length > 0) return `${cmd.name()} ${cmd.commands.map((c) => c.name()).join('|')}`;
+  const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`));
+  return [cmd.name(), ...args].join(' ');
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
 export function buildProgram(out: Output): Command {
   const program = new Command('gotong-worker')
     .description('Webhook backfill, delivery and dead-letter replay as durable Temporal runs.')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => out.log(s.trimEnd()), writeErr: (s) => out.err(s.trimEnd()) });
+    .configureOutput({ writeOut: (s) => out.log(s.trimEnd()), writeErr: (s) => out.err(s.trimEnd()) })
+    .configureHelp({ subcommandTerm: commandTerm });
 
   program
     .command('webhook-backfill')
+    .summary('Backfill an NDJSON file into the outbox')
     .description(
-      'Backfill historical events from an NDJSON file into the outbox, deduplicated by event_id, as a durable run.\n' +
+      'Backfill historical events from an NDJSON file into the outbox, deduplicated by event_id, as a durable run. ' +
         'Prints a progress line every N processed lines and a final summary; --dry-run writes nothing to the outbox.',
     )
     .requiredOption('--file <path>', 'NDJSON file, one event per line (workers read it: storage they all see, below GOTONG_INPUT_ROOTS)')
@@ -101,9 +122,10 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('webhook-replay-dlq')
+    .summary('Replay dead letters (reset them to pending)')
     .description(
-      'Replay outbox events (dead letters by default): reset matching rows to pending and due, attempts 0, errors cleared,\n' +
-        'payload untouched, an audit row per event, as a durable run. --dry-run reports what would be reset, by event type\n' +
+      'Replay outbox events (dead letters by default): reset matching rows to pending and due, attempts 0, errors cleared, ' +
+        'payload untouched, an audit row per event, as a durable run. --dry-run reports what would be reset, by event type ' +
         'and last status code, with sample ids, and writes nothing. In-flight rows with a live lease are never touched.',
     )
     .option('--status <status>', 'pending, in_flight, delivered, retrying or dead_letter', 'dead_letter')
@@ -127,6 +149,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('webhook-runbook')
+    .summary('The six-step recovery runbook as one run')
     .description(
       [
         'Run the six-step recovery sequence as one durable run (webhook-runbook/...),',
@@ -176,6 +199,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('watch')
+    .summary('Follow a run until it is done')
     .description('Follow a backfill, replay or runbook run by id until it is done: progress lines (a bar on a terminal), then the summary.')
     .argument('<workflow-id>', 'the run\'s workflow id, as the command that started it printed it')
     .option('--progress-every <n>', "print a progress line every N processed items (default: the run's own step)", positiveInt('--progress-every'))
@@ -188,12 +212,13 @@ export function buildProgram(out: Output): Command {
   for (const decision of ['approve', 'reject'] as const) {
     program
       .command(decision)
+      .summary(decision === 'approve' ? 'Let a runbook waiting at a gate go on' : 'Stop a runbook waiting at a gate')
       .description(
         (decision === 'approve'
           ? 'Let a webhook-runbook run that waits at a gate (--approval manual) go on to its next step.'
           : 'Stop a webhook-runbook run that waits at a gate; it ends with the gate marked rejected.') +
-          '\nThe run answers which gate it decided, or why it refused (not at a gate, another gate, already decided):\n' +
-          'the first decision at a gate wins. Exit code 1 when refused.',
+          ' The run answers which gate it decided, or why it refused (not at a gate, another gate, already decided):' +
+          ' the first decision at a gate wins. Exit code 1 when refused.',
       )
       .argument('<workflow-id>', 'the runbook\'s workflow id, as webhook-runbook printed it')
       .option('--step <n>', 'the gate meant, by the step it follows (1 or 4); refused if the run waits at another', positiveInt('--step'))
@@ -205,6 +230,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('failed-lines')
+    .summary("A backfill's failed lines, with reasons")
     .description("List a backfill run's failed lines (line number, byte offset, reason, excerpt).")
     .argument('<workflow-id>', "the backfill's workflow id, as the backfill command printed it")
     .option('--run-key <key>', 'a specific run of that workflow id (default: the newest)')
@@ -215,7 +241,78 @@ export function buildProgram(out: Output): Command {
     });
 
   program
+    .command('status')
+    .summary('One snapshot of a run: state and counters')
+    .description(
+      'One snapshot of a backfill, replay, runbook or dispatcher run: its state, and its counters from its ' +
+        "query while it runs (progress, or the dispatcher's stats), or its result once closed. Exit code 1 when " +
+        'no run has that id.',
+    )
+    .argument('<workflow-id>', 'the run\'s workflow id, as the command that started it printed it (or from list)')
+    .option('--json', 'one JSON object (snake_case keys)', false)
+    .action(async (workflowId: string, opts: { json: boolean }) => {
+      await runStatus(workflowId, opts, out);
+    });
+
+  program
+    .command('list')
+    .summary('Recent runs of each kind, state and counters')
+    .description(
+      'The most recent runs of each kind (backfill, replay, runbook, dispatcher), running ones first, with ' +
+        "their state and counters, from Temporal's visibility store (WorkflowType, WorkflowId, ExecutionStatus). " +
+        "A long run's earlier continue-as-new segments are left out unless --state continued_as_new asks for them.",
+    )
+    .addOption(
+      new Option('--kind <kind>', 'backfill, replay, runbook or dispatcher (repeatable, or comma-separated)')
+        .argParser(collect)
+        .default([], 'every kind'),
+    )
+    .addOption(
+      new Option(
+        '--state <state>',
+        'running, completed, failed, canceled, terminated, timed_out or continued_as_new (repeatable, or comma-separated)',
+      )
+        .argParser(collect)
+        .default([], 'every state but continued_as_new'),
+    )
+    .option('--id-prefix <text>', 'only workflow ids that start with this, e.g. webhook-backfill/events.ndjson')
+    .option('--limit <n>', 'at most N runs of each kind', positiveInt('--limit'), 10)
+    .option('--json', 'one JSON object per run (snake_case keys)', false)
+    .action(async (opts: ListCommandOptions) => {
+      await runList(opts, out);
+    });
+
+  const outbox = program
+    .command('outbox')
+    .summary("Outbox counts by status, or one event's log")
+    .description('Read the outbox: counts and dead letters (stats), or one event with its attempt log (show).');
+  outbox
+    .command('stats')
+    .summary('Counts by status, due events, dead letters by type and code')
+    .description(
+      'Counts by status (exact, from one snapshot; the total reads the whole table), events due now and how ' +
+        'long the oldest has waited, expired leases, and dead letters by event type and by last status code.',
+    )
+    .option('--top <n>', 'show the N largest groups of dead letters (--json has them all)', positiveInt('--top'), 20)
+    .option('--json', 'one JSON object (snake_case keys)', false)
+    .action(async (opts: { top: number; json: boolean }) => {
+      await runOutboxStats(config(), opts, out);
+    });
+  outbox
+    .command('show')
+    .summary('One event and its attempt log')
+    .description('One outbox row and its delivery attempts, oldest first; the payload only with --payload.')
+    .argument('<event-id>', 'the event id')
+    .option('--payload', 'also print the stored payload', false)
+    .option('--limit <n>', 'at most N attempts', positiveInt('--limit'), 100)
+    .option('--json', 'one JSON object: event, attempts, last_replay (snake_case keys)', false)
+    .action(async (eventId: string, opts: { payload: boolean; limit: number; json: boolean }) => {
+      await runOutboxShow(config(), eventId, opts, out);
+    });
+
+  program
     .command('worker')
+    .summary('Run the worker: activities, workflows, delivery')
     .description('Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM.')
     .option('--no-migrate', 'do not apply pending database migrations at start')
     .option(
@@ -224,16 +321,26 @@ export function buildProgram(out: Output): Command {
       nonNegativeInt('--dispatchers'),
       1,
     )
-    .action(async (opts: { migrate: boolean; dispatchers: number }) => {
-      const settings = config();
-      for (const warning of settings.warnings) out.err(`[worker] warning: ${warning}`);
-      await runWorker(settings, { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
+    .option(
+      '--metrics-port <[ip:]port>',
+      'serve Prometheus metrics on this port, all interfaces unless an IP is given (default: GOTONG_METRICS_PORT, else off)',
+    )
+    .action(async (opts: { migrate: boolean; dispatchers: number; metricsPort?: string }) => {
+      const cfg = config();
+      const observability = settings(() => {
+        checkLogSettings(process.env);
+        return workerObservabilityFrom(process.env, opts.metricsPort);
+      });
+      const logger = createWorkerLogger();
+      for (const warning of cfg.warnings) logger.warn(warning);
+      await runWorker(cfg, { migrate: opts.migrate, dispatchers: opts.dispatchers, ...observability }, logger);
     });
 
   program
     .command('delivery')
+    .summary('Dispatcher stats, or pause/resume delivery')
     .description(
-      "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI).\n" +
+      "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI). " +
         'A paused dispatcher finishes the requests it has started and sends no new ones.',
     )
     .argument('<action>', 'status, pause or resume')
@@ -247,6 +354,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('migrate')
+    .summary('Create the database and apply migrations')
     .description('Create the database if it is missing and apply pending SQL migrations.')
     .action(async () => {
       await runMigrate(config(), out);
@@ -254,6 +362,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('temporal-server')
+    .summary('Run a local Temporal dev server with its UI')
     .description(
       'Find (TEMPORAL_CLI_PATH, PATH, Go bin) or build the Temporal CLI, and run its dev server with the Web UI in the foreground.',
     )
@@ -266,6 +375,7 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('demo')
+    .summary('The whole runbook end to end on a sample')
     .description(
       [
         'Run the whole recovery runbook on embedded defaults',
@@ -281,6 +391,8 @@ export function buildProgram(out: Output): Command {
     .option('--file <path>', 'NDJSON file to use instead of the bundled sample')
     .option('--keep-server', 'leave the Temporal dev server running afterwards, to browse the UI', false)
     .action(async (opts: { file?: string; keepServer: boolean }) => {
+      // Loaded only for the demo: it brings the worker's native runtime.
+      const { runDemo } = await import('./demo');
       await runDemo(config(), opts, out);
     });
 
@@ -305,7 +417,7 @@ export async function main(argv = process.argv, out: Output = consoleOutput): Pr
       return 2;
     }
     if (err instanceof RunError) {
-      out.err(err.message);
+      if (err.message) out.err(err.message);
       return 1;
     }
     if (err instanceof Detached) return 130;

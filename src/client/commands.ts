@@ -1,15 +1,17 @@
 import { delimiter } from 'node:path';
-import { NativeConnection } from '@temporalio/worker';
+import type { NativeConnection as WorkerConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
-import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
-import { createWorker, ensureDispatchers } from '../worker';
-import { createDeliveryAgent } from '../delivery/dispatch';
+import { explainTemporalError, installWorkerRuntime, temporalTarget } from '../temporal';
+import type { OperatorLogger } from '../logging';
+import { WorkerMetrics } from '../metrics';
+import { startOutboxGauges } from '../metrics/outbox';
+import type { WorkerObservability } from '../metrics/settings';
 import { Client, Connection } from '@temporalio/client';
-import { RunError, type Output } from './errors';
+import { AlreadyReported, RunError, type Output } from './errors';
 import { printable } from './text';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
@@ -66,11 +68,31 @@ export async function runFailedLines(
   }
 }
 
-export async function runWorker(
-  config: AppConfig,
-  opts: { migrate: boolean; dispatchers: number },
-  out: Output,
-): Promise<void> {
+export interface WorkerCommandOptions extends WorkerObservability {
+  migrate: boolean;
+  dispatchers: number;
+}
+
+/**
+ * `gotong-worker worker`: runs until SIGINT/SIGTERM. Everything it says goes through `logger` (the Temporal
+ * runtime's, shared with the SDK), so its stderr is one stream of JSON lines when not on a terminal; a
+ * failure is logged there too and then ends the command with exit code 1.
+ */
+export async function runWorker(config: AppConfig, opts: WorkerCommandOptions, logger: OperatorLogger): Promise<void> {
+  try {
+    await runWorkerUntilStopped(config, opts, logger);
+  } catch (err) {
+    if (!(err instanceof RunError)) throw err;
+    logger.error(err.message);
+    throw new AlreadyReported();
+  }
+}
+
+async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptions, logger: OperatorLogger): Promise<void> {
+  // Loaded here, not at the top: every other command would pay for the worker's native runtime at start.
+  const { NativeConnection, Runtime } = await import('@temporalio/worker');
+  const { createWorker, ensureDispatchers } = await import('../worker');
+  const { createDeliveryAgent } = await import('../delivery/dispatch');
   const pool = createPool(config.databaseUrl, 20);
   try {
     try {
@@ -82,15 +104,32 @@ export async function runWorker(
       }
     } catch (err) {
       const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';
-      throw new RunError(`[worker] ${hint || explainDatabaseError(err, config.databaseUrl)}`);
+      throw new RunError(hint || explainDatabaseError(err, config.databaseUrl));
     }
     const target = temporalTarget();
-    installQuietRuntime();
-    let connection: NativeConnection;
+    try {
+      installWorkerRuntime({ logger, metricsAddress: opts.metricsAddress });
+    } catch (err) {
+      throw new RunError(
+        `cannot serve metrics on ${opts.metricsAddress} (${(err as Error).message}); ` +
+          'choose another --metrics-port or GOTONG_METRICS_PORT, or unset it',
+      );
+    }
+    const meter = Runtime.instance().metricMeter;
+    const metrics = opts.metricsAddress ? new WorkerMetrics(meter) : undefined;
+    const stopGauges = opts.metricsAddress
+      ? startOutboxGauges(pool, meter, opts.outboxRefreshMs, (err) =>
+          logger.warn('outbox gauges not refreshed; they keep their last values until the database answers', {
+            error: explainDatabaseError(err, config.databaseUrl),
+          }),
+        )
+      : undefined;
+    if (opts.metricsAddress) logger.info(`serving Prometheus metrics on http://${opts.metricsAddress}/metrics`);
+    let connection: WorkerConnection;
     try {
       connection = await NativeConnection.connect(target.connectionOptions);
     } catch (err) {
-      throw new RunError(`[worker] ${explainTemporalError(err, target.address)}`);
+      throw new RunError(explainTemporalError(err, target.address));
     }
     const agent = config.webhook ? createDeliveryAgent() : undefined;
     try {
@@ -108,25 +147,34 @@ export async function runWorker(
         taskQueue: config.taskQueue,
         pool,
         delivery,
+        metrics,
         inputRoots: config.inputRoots,
       });
-      out.err(`[worker] polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`);
-      out.err(`[worker] reads input files only below ${config.inputRoots.join(delimiter)} (GOTONG_INPUT_ROOTS)`);
+      logger.info(`polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`, {
+        taskQueue: config.taskQueue,
+        namespace: target.namespace,
+      });
+      logger.info(`reads input files only below ${config.inputRoots.join(delimiter)} (GOTONG_INPUT_ROOTS)`, {
+        inputRoots: config.inputRoots,
+      });
       const running = worker.run();
       if (!config.webhook) {
-        out.err('[worker] delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
+        logger.info('delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
       } else if (opts.dispatchers > 0) {
         const client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
         try {
           const ids = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
-          out.err(`[worker] dispatchers running: ${ids.join(', ')}`);
+          logger.info(`dispatchers running: ${ids.join(', ')}`, { dispatchers: ids });
         } finally {
           await client.connection.close();
         }
       }
       // Runs until SIGINT/SIGTERM, which the Temporal runtime turns into a graceful shutdown.
       await running;
+      logger.info('worker stopped');
     } finally {
+      stopGauges?.();
+      metrics?.close();
       await connection.close();
       await agent?.close();
     }

@@ -566,3 +566,147 @@ export async function finishRunbookRun(
     [runKey, outcome, stoppedAt, reason],
   );
 }
+
+// ---- operator views: metrics gauges, `outbox stats`, `outbox show` ----
+
+export interface OutboxDepthRow {
+  pending: string;
+  retrying: string;
+  in_flight: string;
+  dead_letter: string;
+  due: string;
+  oldest_due_seconds: number | null;
+}
+
+/**
+ * How many events wait, by status, for the metrics gauges. Each count has the predicate of a partial index
+ * (due, in-flight, dead-letter), so it reads the rows that wait, never the delivered history.
+ */
+export async function outboxDepth(pool: Pool): Promise<OutboxDepthRow> {
+  const { rows } = await pool.query<OutboxDepthRow>(
+    `SELECT
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'pending') AS pending,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'retrying') AS retrying,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight') AS in_flight,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter') AS dead_letter,
+       (SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS due,
+       (SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM webhook_outbox
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS oldest_due_seconds`,
+  );
+  return rows[0]!;
+}
+
+export interface OutboxStatsRow extends OutboxDepthRow {
+  total: string;
+  expired_leases: string;
+  dead_by_type: Array<{ event_type: string; count: number }>;
+  dead_by_code: Array<{ status_code: number | null; count: number }>;
+}
+
+/**
+ * Everything `outbox stats` shows, in one statement so that every figure comes from the same snapshot.
+ * The total counts the whole table (delivered = total - the rest); the other counts read partial indexes.
+ */
+export async function outboxStats(pool: Pool): Promise<OutboxStatsRow> {
+  const { rows } = await pool.query<OutboxStatsRow>(
+    `SELECT
+       (SELECT count(*) FROM webhook_outbox) AS total,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'pending') AS pending,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'retrying') AS retrying,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight') AS in_flight,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter') AS dead_letter,
+       (SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS due,
+       (SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM webhook_outbox
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS oldest_due_seconds,
+       (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight' AND lease_expires_at <= now()) AS expired_leases,
+       (SELECT coalesce(json_agg(json_build_object('event_type', event_type, 'count', n) ORDER BY n DESC, event_type), '[]')
+          FROM (SELECT event_type, count(*) AS n FROM webhook_outbox WHERE status = 'dead_letter' GROUP BY 1) t) AS dead_by_type,
+       (SELECT coalesce(json_agg(json_build_object('status_code', last_status_code, 'count', n)
+                                 ORDER BY n DESC, last_status_code NULLS LAST), '[]')
+          FROM (SELECT last_status_code, count(*) AS n FROM webhook_outbox WHERE status = 'dead_letter' GROUP BY 1) t) AS dead_by_code`,
+  );
+  return rows[0]!;
+}
+
+export interface OutboxEventRow {
+  event_id: string;
+  event_type: string;
+  schema_version: string;
+  request_id: string;
+  actor_user_id: string;
+  status: string;
+  attempts: number;
+  max_attempts: number;
+  next_attempt_at: Date | null;
+  lease_owner: string | null;
+  lease_expires_at: Date | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  last_attempt_at: Date | null;
+  delivered_at: Date | null;
+  replay_count: number;
+  last_replayed_at: Date | null;
+  last_replay_run: string | null;
+  source_run: string | null;
+  created_at: Date;
+  updated_at: Date;
+  /** Only when asked for: the stored payload as JSON text. */
+  payload?: string;
+}
+
+/** One outbox row by event id; the payload only when asked for. */
+export async function outboxEvent(pool: Pool, eventId: string, withPayload: boolean): Promise<OutboxEventRow | null> {
+  const { rows } = await pool.query<OutboxEventRow>(
+    `SELECT event_id, event_type, schema_version, request_id, actor_user_id, status::text AS status, attempts,
+            max_attempts, next_attempt_at, lease_owner, lease_expires_at, last_status_code, last_error,
+            last_attempt_at, delivered_at, replay_count, last_replayed_at, last_replay_run, source_run,
+            created_at, updated_at${withPayload ? ', payload::text AS payload' : ''}
+       FROM webhook_outbox WHERE event_id = $1`,
+    [eventId],
+  );
+  return rows[0] ?? null;
+}
+
+export interface DeliveryAttemptRow {
+  attempt_number: number;
+  trigger: string;
+  status_code: number | null;
+  duration_ms: number;
+  error: string | null;
+  request_body_sha256: string;
+  response_body_sha256: string | null;
+  response_excerpt: string | null;
+  started_at: Date;
+  finished_at: Date;
+}
+
+/** An event's attempt log, oldest first (attempt numbers start again at 1 after a replay). */
+export async function deliveryAttempts(pool: Pool, eventId: string, limit: number): Promise<DeliveryAttemptRow[]> {
+  const { rows } = await pool.query<DeliveryAttemptRow>(
+    `SELECT attempt_number, trigger, status_code, duration_ms, error, request_body_sha256, response_body_sha256,
+            response_excerpt, started_at, finished_at
+       FROM webhook_delivery_attempts WHERE event_id = $1
+      ORDER BY started_at, attempt_number LIMIT $2`,
+    [eventId, limit],
+  );
+  return rows;
+}
+
+export interface ReplayAuditRow {
+  run_key: string;
+  previous_status: string;
+  previous_attempts: number;
+  previous_status_code: number | null;
+  previous_error: string | null;
+  replayed_at: Date;
+}
+
+/** What one replay run found when it reset an event (a primary-key lookup). */
+export async function replayAuditEntry(pool: Pool, runKey: string, eventId: string): Promise<ReplayAuditRow | null> {
+  const { rows } = await pool.query<ReplayAuditRow>(
+    `SELECT run_key, previous_status::text AS previous_status, previous_attempts, previous_status_code, previous_error, replayed_at
+       FROM webhook_replay_audit WHERE run_key = $1 AND event_id = $2`,
+    [runKey, eventId],
+  );
+  return rows[0] ?? null;
+}

@@ -11,6 +11,7 @@ import {
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { classifyStatus, retryDelayMs } from './policy';
 import { type DeliveryTarget, postOnce, sha256Hex } from './http';
+import type { DeliveryMetrics } from '../metrics';
 
 export { createDeliveryAgent, type DeliveryTarget } from './http';
 
@@ -19,6 +20,8 @@ export interface PassHooks {
   cancelled(): boolean;
   /** Identifies the claimant; the random part makes a retried activity a different owner than its dead predecessor. */
   leaseOwnerPrefix: string;
+  /** Told about every attempt, when the worker serves metrics. */
+  metrics?: DeliveryMetrics;
 }
 
 /**
@@ -169,6 +172,7 @@ export async function deliverPass(
         }
         if (streak >= options.autoPauseAfter) stop = true;
       }
+      hooks.metrics?.recordAttempt(status, result.statusCode, result.finishedAt - result.startedAt);
       const error = result.error ?? (verdict === 'delivered' ? null : `HTTP ${result.statusCode}`);
       pending.push({
         event_id: event.event_id,

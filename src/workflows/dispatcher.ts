@@ -4,6 +4,7 @@ import {
   defineQuery,
   defineSignal,
   getExternalWorkflowHandle,
+  metricMeter,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -17,6 +18,7 @@ import {
   type DispatcherStats,
   dispatcherWorkflowId,
 } from '../shared/delivery';
+import { METRICS } from '../shared/metrics';
 
 export const statsQuery = defineQuery<DispatcherStats>('stats');
 export const wakeSignal = defineSignal('wake');
@@ -68,6 +70,8 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
   let consecutiveFailures = input.carried?.consecutiveFailures ?? 0;
   let snapshot = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
   let woken = false;
+  // Counted here, where the decision is made; the SDK skips metrics while replaying history, so each counts once.
+  const autoPauses = metricMeter.createCounter(METRICS.autoPauses, undefined, 'Times a dispatcher paused itself because the receiver kept failing');
 
   setHandler(statsQuery, () => ({
     shard: input.shard,
@@ -120,6 +124,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     if (consecutiveFailures >= options.autoPauseAfter && !paused) {
       paused = true;
       pauseReason = 'receiver-failing';
+      autoPauses.add(1, { shard: input.shard });
     }
     if (result.full ?? result.claimed >= options.batchSize) {
       target = Math.min(maxParallel, target + 1);
