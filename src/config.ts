@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { DispatcherOptions } from './shared/delivery';
+import { maskConnectionString } from './db/conninfo';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -83,13 +84,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   };
 }
 
-/** The connection string with any password masked, for messages an operator may paste somewhere. */
+/**
+ * The connection string with every password masked (user info, `?password=`, `?sslpassword=`, key=value
+ * conninfo), for messages an operator may paste somewhere.
+ */
 export function describeDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable DATABASE_URL)';
-  }
+  return maskConnectionString(url);
 }

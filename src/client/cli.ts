@@ -1,5 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config';
+import { sessionTimeouts } from '../db/pool';
+import { migrateLockTimeoutMs } from '../db/migrate';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
@@ -30,7 +32,11 @@ function nonNegativeInt(flag: string) {
 
 function config() {
   try {
-    return loadConfig();
+    const loaded = loadConfig();
+    // Read where the pools and migrations are made; checked here so a bad value stops the command before it starts.
+    sessionTimeouts();
+    migrateLockTimeoutMs();
+    return loaded;
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;

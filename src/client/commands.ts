@@ -1,7 +1,7 @@
 import { NativeConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
-import { ensureDatabase, migrate } from '../db/migrate';
+import { ensureDatabase, migrate, pendingMigrations } from '../db/migrate';
 import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
@@ -18,7 +18,7 @@ export async function runMigrate(config: AppConfig, out: Output): Promise<void> 
   }
   const pool = createPool(config.databaseUrl, 1);
   try {
-    const applied = await migrate(pool);
+    const applied = await migrate(pool, undefined, { log: (line) => out.err(`[migrate] ${line}`) });
     out.log(applied.length ? `[migrate] applied ${applied.join(', ')}` : '[migrate] schema is up to date');
   } catch (err) {
     throw new RunError(`[migrate] ${explainDatabaseError(err, config.databaseUrl)}`);
@@ -73,9 +73,11 @@ export async function runWorker(
     try {
       if (opts.migrate) {
         await ensureDatabase(config.databaseUrl);
-        await migrate(pool);
+        await migrate(pool, undefined, { log: (line) => out.err(`[worker] ${line}`) });
       } else {
         await pool.query('SELECT 1 FROM webhook_outbox LIMIT 1');
+        const pending = await pendingMigrations(pool);
+        if (pending.length > 0) out.err(`[worker] migrations not applied yet: ${pending.join(', ')}; run 'gotong-worker migrate'`);
       }
     } catch (err) {
       const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';
