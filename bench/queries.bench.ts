@@ -25,7 +25,7 @@ const { values } = parseArgs({
 });
 const ROWS = Number(values.rows);
 const ROUNDS = Number(values.rounds);
-const SEED_VERSION = 1;
+const SEED_VERSION = 2;
 const CURRENT_RUN = 'bench/backfill-current';
 const CURRENT_REPLAY = 'bench/replay-current';
 
@@ -33,16 +33,16 @@ const CURRENT_REPLAY = 'bench/replay-current';
  * Rows in insertion order, oldest first, about 100 ms apart. Most are delivered history. Every 25th is a dead
  * letter. Four in five came from backfill runs of 100,000 rows (`source_run`), the rest from the platform.
  * An incident backlog: the 150,000 rows before the last run are pending and due, with some in flight, and
- * retries (half due, half later) before them. The last 100,000 rows are the backfill run being verified,
- * half delivered and the rest pending, retrying, in flight or dead. One row in 100 of the oldest two million
+ * retries (half due, half later) before them. The last 300,000 rows are the backfill run being verified
+ * (the size of the one in issue #10), half delivered so far and the rest pending, retrying, in flight or dead. One row in 100 of the oldest two million
  * was reset by the replay run being confirmed (20,000 rows, most delivered since), and others by an older one.
  */
 const SEED_SQL = `
 WITH s AS (
   SELECT i,
-         i > $3 - 100000 AS in_current_run,
-         i > $3 - 250000 AND i <= $3 - 100000 AS in_backlog,
-         i > $3 - 400000 AND i <= $3 - 250000 AND i % 10 = 0 AS is_retry,
+         i > $3 - 300000 AS in_current_run,
+         i > $3 - 450000 AND i <= $3 - 300000 AS in_backlog,
+         i > $3 - 600000 AND i <= $3 - 450000 AND i % 10 = 0 AS is_retry,
          CASE WHEN i <= 2000000 AND i % 100 = 3 THEN 'current'
               WHEN i <= 2000000 AND i % 100 = 7 THEN 'old' END AS replay
     FROM generate_series($1::int, $2::int) AS i),
@@ -174,6 +174,7 @@ async function main(): Promise<void> {
       await fresh.end();
       return main();
     }
+    await migrate(pool);
     const { rows: mix } = await pool.query<{ status: string; n: string }>(
       'SELECT status, count(*) AS n FROM webhook_outbox GROUP BY 1 ORDER BY 1',
     );

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, type Pool } from 'pg';
@@ -7,8 +7,12 @@ import { createPool } from '../src/db/pool';
 import { MIGRATIONS_DIR, MigrationLockTimeout, migrate, recreateDatabase, splitSqlStatements } from '../src/db/migrate';
 import { getHarness, runCli } from './helpers/harness';
 
+/** Migration directories the tests write, all under one temp directory removed at the end. */
+let scratch = '';
+const scratchDir = () => mkdtempSync(join((scratch ||= mkdtempSync(join(tmpdir(), 'gotong-migrate-test-'))), 'migrations-'));
+
 function migrationsDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gotong-migrations-'));
+  const dir = scratchDir();
   for (const [name, sql] of Object.entries(files)) writeFileSync(join(dir, name), sql);
   return dir;
 }
@@ -44,6 +48,9 @@ describe('migrations that never stall the fleet', function () {
   });
   afterEach(async () => {
     await pool.end();
+  });
+  after(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
   describe('waiting for the migration lock', () => {
@@ -192,7 +199,7 @@ describe('migrations that never stall the fleet', function () {
 
 /** A copy of a migrations directory without the named files. */
 function migrationsMinus(dir: string, ...without: string[]): string {
-  const copy = mkdtempSync(join(tmpdir(), 'gotong-migrations-'));
+  const copy = scratchDir();
   for (const file of readdirSync(dir)) {
     if (!without.includes(file) && file.endsWith('.sql')) writeFileSync(join(copy, file), readFileSync(join(dir, file)));
   }

@@ -191,7 +191,8 @@ export function buildProgram(out: Output): Command {
     .command('delivery')
     .description(
       "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI).\n" +
-        'A paused dispatcher finishes the requests it has started and sends no new ones.',
+        'A paused dispatcher finishes the requests it has started and sends no new ones.\n' +
+        'backlog=~N is an estimate (more than 10,000 events due); every other figure is exact.',
     )
     .argument('<action>', 'status, pause or resume')
     .option('--json', 'one JSON object per shard', false)

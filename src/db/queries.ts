@@ -462,19 +462,38 @@ export interface OutboxMetricsRow {
 
 /**
  * All dead letters, and where one run's events stand: those a backfill created (`source_run`) or a replay
- * reset (`last_replay_run`). Every figure is an exact count (the runbook's gates compare them). Each reads
- * only the index entries it counts: dead letters their partial index, and one run's open rows (not delivered)
- * the partial (run, status) index of migration 011, however large the delivered history is.
+ * reset (`last_replay_run`). Every figure is an exact count (the runbook's gates compare them), and none reads
+ * more than it counts, however large the delivered history is:
+ * - all dead letters: the sum of the per-statement changes that migration 012's trigger records;
+ * - one run: its open rows (not delivered) in the partial (run, status) index of migration 011.
  */
 export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'last_replay_run'; key: string } | null): Promise<OutboxMetricsRow> {
+  // One pass over the run's open rows gives both of its figures.
   const perRun = run
-    ? `, (SELECT count(*) FILTER (WHERE status <> 'dead_letter') FROM webhook_outbox
-           WHERE ${run.column} = $1 AND status <> 'delivered') AS waiting,
-         (SELECT count(*) FROM webhook_outbox WHERE ${run.column} = $1 AND status = 'dead_letter') AS dead_lettered`
-    : ', NULL AS waiting, NULL AS dead_lettered';
-  const { rows } = await pool.query<OutboxMetricsRow>(
-    `SELECT (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter') AS dead_letters${perRun}`,
+    ? `SELECT count(*) FILTER (WHERE status <> 'dead_letter') AS waiting, count(*) FILTER (WHERE status = 'dead_letter') AS dead_lettered
+         FROM webhook_outbox WHERE ${run.column} = $1 AND status <> 'delivered'`
+    : 'SELECT NULL AS waiting, NULL AS dead_lettered';
+  const { rows } = await pool.query<OutboxMetricsRow & { deltas: string }>(
+    `SELECT d.dead_letters, d.deltas, r.waiting, r.dead_lettered
+       FROM (SELECT coalesce(sum(delta), 0) AS dead_letters, count(*) AS deltas FROM webhook_outbox_dead_letter_deltas) AS d,
+            (${perRun}) AS r`,
     run ? [run.key] : [],
   );
-  return rows[0]!;
+  const { deltas, ...metrics } = rows[0]!;
+  if (Number(deltas) > DEAD_LETTER_DELTAS_TO_KEEP) await foldDeadLetterDeltas(pool);
+  return metrics;
+}
+
+/** Past this many rows of changes, the next reader folds them into one. */
+const DEAD_LETTER_DELTAS_TO_KEEP = 1_000;
+
+/**
+ * Replaces the recorded changes with their sum, in one statement: changes committed meanwhile are not seen by
+ * its DELETE and stay; two readers folding at once each delete (and re-add) a disjoint share.
+ */
+async function foldDeadLetterDeltas(pool: Pool): Promise<void> {
+  await pool.query(
+    `WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas RETURNING delta)
+     INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0`,
+  );
 }

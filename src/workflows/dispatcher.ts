@@ -16,6 +16,7 @@ import {
   type DispatcherInput,
   type DispatcherStats,
   dispatcherWorkflowId,
+  type OutboxCounts,
 } from '../shared/delivery';
 
 export const statsQuery = defineQuery<DispatcherStats>('stats');
@@ -66,7 +67,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
   let paused = input.carried?.paused ?? false;
   let pauseReason: DispatcherStats['pauseReason'] = input.carried?.pauseReason ?? null;
   let consecutiveFailures = input.carried?.consecutiveFailures ?? 0;
-  let snapshot = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
+  let snapshot: OutboxCounts = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
   let woken = false;
 
   setHandler(statsQuery, () => ({
@@ -77,6 +78,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     consecutiveFailures,
     inFlight: snapshot.inFlight,
     backlog: snapshot.backlog,
+    backlogEstimated: snapshot.backlogEstimated ?? false,
     oldestDueAgeMs: snapshot.oldestDueMs,
   }));
   setHandler(wakeSignal, () => {
