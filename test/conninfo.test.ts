@@ -15,6 +15,7 @@ describe('connection strings in messages (pure)', () => {
       ['key=value conninfo', 'host=db port=5432 user=app password=s3cret dbname=gotong', 'host=db port=5432 user=app password=*** dbname=gotong'],
       ['quoted conninfo value', "host=db password='it is s3cret' dbname=gotong", 'host=db password=*** dbname=gotong'],
       ['conninfo with spaces around =', 'host=db sslpassword = s3cret', 'host=db sslpassword=***'],
+      ['a URL only the driver accepts (no host, socket in host=)', 'postgres://app:s3cret@/gotong?host=/var/run/postgresql', 'postgres://app:***@/gotong?host=/var/run/postgresql'],
       ['no password at all', 'postgres://postgres@127.0.0.1:1/gotong_demo', 'postgres://postgres@127.0.0.1:1/gotong_demo'],
     ];
     for (const [what, input, expected] of cases) {

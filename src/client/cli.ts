@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config';
 import { sessionTimeouts } from '../db/pool';
+import { maskConnectionSecrets } from '../db/conninfo';
 import { migrateLockTimeoutMs } from '../db/migrate';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { runBackfill } from './backfill';
@@ -266,7 +267,8 @@ export async function main(argv = process.argv, out: Output = consoleOutput): Pr
       out.err(err.message);
       return 1;
     }
-    out.err(`error: ${(err as Error).message ?? String(err)}`);
+    // An unexpected error may quote a connection string (a driver's message): never print its password.
+    out.err(`error: ${maskConnectionSecrets((err as Error).message ?? String(err))}`);
     return 1;
   }
 }

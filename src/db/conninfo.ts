@@ -16,7 +16,10 @@ const SECRET_PARAM = /^(ssl)?password$/i;
 export function maskConnectionString(connectionString: string): string {
   const asUrl = maskUrl(connectionString) ?? maskUrl(encodeURI(connectionString));
   if (asUrl !== null) return asUrl;
-  if (/^\s*[a-z_]+\s*=/i.test(connectionString)) return maskConnectionSecrets(connectionString);
+  // URLs the WHATWG parser refuses but the driver takes (`postgres://user:pw@/db?host=/socket`), and key=value strings.
+  if (/^[a-z][a-z0-9+.-]*:\/\/\S*$/i.test(connectionString) || /^\s*[a-z_]+\s*=/i.test(connectionString)) {
+    return maskConnectionSecrets(connectionString);
+  }
   return '(unparseable connection string)';
 }
 
@@ -73,15 +76,23 @@ function normaliseHost(host: string): string {
  * when the driver would connect both to one database.
  */
 export function databaseIdentity(connectionString: string, env: NodeJS.ProcessEnv = process.env): DatabaseIdentity {
-  // The parser reads sslcert/sslkey/sslrootcert files from disk; which database is meant does not depend on them.
-  const withoutFiles = connectionString.replace(/([?&])ssl(cert|key|rootcert)=[^&#]*/gi, '$1');
-  const parsed = parse(withoutFiles);
+  const parsed = parseWithoutFiles(connectionString);
   const user = parsed.user || env.PGUSER || env.USER || userInfo().username;
   return {
     host: normaliseHost(parsed.host || env.PGHOST || 'localhost'),
     port: Number(parsed.port || env.PGPORT || 5432),
     database: parsed.database || env.PGDATABASE || user,
   };
+}
+
+/** The database a connection string names, decoded as the driver decodes it; null when it names none. */
+export function databaseName(connectionString: string): string | null {
+  return parseWithoutFiles(connectionString).database || null;
+}
+
+/** The driver's parser, minus sslcert/sslkey/sslrootcert, which it reads from disk and which name no database. */
+function parseWithoutFiles(connectionString: string): ReturnType<typeof parse> {
+  return parse(connectionString.replace(/([?&])ssl(cert|key|rootcert)=[^&#]*/gi, '$1'));
 }
 
 export function isSameDatabase(a: string, b: string, env: NodeJS.ProcessEnv = process.env): boolean {

@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type Pool } from 'pg';
-import { ConfigError } from '../config';
+import { ConfigError, describeDatabaseUrl } from '../config';
+import { databaseName } from './conninfo';
 
 export const MIGRATIONS_DIR = join(__dirname, '..', '..', '..', 'migrations');
 
@@ -395,7 +396,7 @@ function seconds(ms: number): string {
 /** Creates the database named in the URL if it is missing, so a fresh machine needs no manual createdb. */
 export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  const name = databaseName(databaseUrl);
   if (!name) return false;
   const probe = new Client({ connectionString: databaseUrl });
   probe.on('error', () => undefined);
@@ -428,7 +429,9 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
  */
 export async function recreateDatabase(databaseUrl: string): Promise<void> {
   const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.replace(/^\//, '')).replace(/"/g, '""');
+  // Decoded as the driver decodes it, so what is dropped is exactly the database a connection would reach.
+  const name = (databaseName(databaseUrl) ?? '').replace(/"/g, '""');
+  if (!name) throw new Error(`no database named in ${describeDatabaseUrl(databaseUrl)}`);
   url.pathname = '/postgres';
   const admin = new Client({ connectionString: url.toString() });
   admin.on('error', () => undefined);
