@@ -4,8 +4,8 @@ import { DefaultLogger } from '@temporalio/worker';
 import { Client, type Pool } from 'pg';
 import { createActivities } from '../src/activities';
 import { cancellablePool, withClient } from '../src/db/cancellable';
-import { createPool } from '../src/db/pool';
-import { getHarness, waitFor } from './helpers/harness';
+import { createPool, sessionTimeouts } from '../src/db/pool';
+import { getHarness, runCli, waitFor } from './helpers/harness';
 
 /** The backends of the test database running a statement that contains `marker`, besides this probe. */
 async function running(pool: Pool, marker: string): Promise<Array<{ pid: number; wait_event_type: string | null }>> {
@@ -131,6 +131,50 @@ describe('cancelling database work with its activity (withClient, cancellablePoo
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       await locker.end();
+    }
+  });
+});
+
+describe('session timeouts on every pooled connection', function () {
+  this.timeout(60_000);
+
+  it('defaults are set on each session, and GOTONG_DB_* override them', async () => {
+    const byDefault = createPool(getHarness().databaseUrl, 1, sessionTimeouts({}));
+    const overridden = createPool(getHarness().databaseUrl, 1, sessionTimeouts({ GOTONG_DB_STATEMENT_TIMEOUT_MS: '1500', GOTONG_DB_LOCK_TIMEOUT_MS: '0' }));
+    try {
+      const settings = async (pool: Pool) =>
+        (await pool.query<{ s: string; l: string; i: string }>(
+          `SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l,
+                  current_setting('idle_in_transaction_session_timeout') AS i`,
+        )).rows[0];
+      assert.deepEqual(await settings(byDefault), { s: '2min', l: '30s', i: '1min' });
+      assert.deepEqual(await settings(overridden), { s: '1500ms', l: '0', i: '1min' });
+    } finally {
+      await byDefault.end();
+      await overridden.end();
+    }
+  });
+
+  it('a malformed value stops a command before it starts: one line, exit 2', async () => {
+    const result = await runCli(['migrate'], { GOTONG_DB_LOCK_TIMEOUT_MS: '30s' });
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, "error: GOTONG_DB_LOCK_TIMEOUT_MS must be a whole number of milliseconds (0: no limit), not '30s'\n");
+  });
+
+  it('a statement over the limit is cancelled by the server; a session idle in a transaction is closed, and the process lives on', async () => {
+    const pool = createPool(getHarness().databaseUrl, 2, { statementMs: 300, lockMs: 0, idleInTransactionMs: 300 });
+    try {
+      await assert.rejects(pool.query('SELECT pg_sleep(5)'), /canceling statement due to statement timeout/);
+      const client = await pool.connect();
+      const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      await client.query('BEGIN');
+      // The server ends the session; the client's 'error' event has a listener, so nothing crashes.
+      await waitFor('the idle transaction closed by the server', async () => !(await backendAlive(getHarness().pool, pid)), 10_000, 50);
+      await assert.rejects(client.query('SELECT 1'));
+      client.release();
+      assert.deepEqual((await pool.query<{ one: number }>('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await pool.end();
     }
   });
 });

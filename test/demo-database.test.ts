@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { REPO_ROOT, getHarness, runCli, type CliResult, type Harness } from './helpers/harness';
 
@@ -28,6 +28,13 @@ function runCliAt(checkout: string, args: string[], env: Record<string, string>,
 }
 
 const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/gotong';
+
+function everyoneCanReach(dir: string): boolean {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o005) !== 0o005) return false;
+    if (dirname(d) === d) return true;
+  }
+}
 
 describe('demo: its database', function () {
   this.timeout(240_000);
@@ -79,6 +86,29 @@ describe('demo: its database', function () {
       assert.equal(result.code, 2, result.stderr);
       assert.match(result.stderr, /^error: DATABASE_URL's database is gotong_demo \(this machine:5432\/gotong_demo\), which the demo would drop; set GOTONG_DEMO_DATABASE_URL to another database\n$/);
     });
+  });
+
+  it('the embedded PostgreSQL starts and stops for a normal user too (its binaries used where npm put them)', async function () {
+    // Under root, a user without privileges (nobody) runs it; otherwise this process already is one.
+    // (A root-only checkout, such as one in /root, is no place a normal user could run it from: nothing to check there.)
+    if (process.getuid?.() === 0 && !everyoneCanReach(REPO_ROOT)) this.skip();
+    const script = `
+      const { startEmbeddedPostgres } = require(${JSON.stringify(join(REPO_ROOT, 'dist', 'src', 'dev', 'embedded-postgres.js'))});
+      const { Client } = require(${JSON.stringify(join(REPO_ROOT, 'node_modules', 'pg'))});
+      (async () => {
+        const db = await startEmbeddedPostgres(() => undefined);
+        const client = new Client({ connectionString: db.serverUrl + '/postgres' });
+        await client.connect();
+        const { rows } = await client.query('SELECT current_user AS who, inet_server_addr()::text AS addr');
+        await client.end();
+        await db.stop();
+        console.log(JSON.stringify({ ...rows[0], dataDirLeft: require('node:fs').existsSync(db.dataDir) }));
+      })().catch((err) => { console.error(err.message); process.exit(1); });`;
+    const asRoot = process.getuid?.() === 0;
+    const [command, args] = asRoot ? ['runuser', ['-u', 'nobody', '--', process.execPath, '-e', script]] : [process.execPath, ['-e', script]];
+    // nobody's temp dir: the system one, which every user can use.
+    const output = execFileSync(command, args, { env: { ...process.env, TMPDIR: asRoot ? '/tmp' : tmpdir() }, cwd: '/', timeout: 120_000 });
+    assert.deepEqual(JSON.parse(output.toString()), { who: 'postgres', addr: '127.0.0.1/32', dataDirLeft: false });
   });
 
   describe('an embedded PostgreSQL, from a checkout in a 0700 directory, with DATABASE_URL unreachable', () => {
