@@ -69,6 +69,8 @@ describe('cancelling database work with its activity (withClient, cancellablePoo
         }
       })();
       const viaQuery = scoped.query(`SELECT pg_sleep(60) /* ${marker} */`);
+      viaQuery.catch(() => undefined); // asserted below, after the other one
+      inTransaction.catch(() => undefined);
       await waitFor('both statements running', async () => (await running(probe, marker)).length === 2, 10_000, 20);
       controller.abort();
       await assert.rejects(inTransaction, (err: { code?: string }) => err.code === '57014');
@@ -78,6 +80,43 @@ describe('cancelling database work with its activity (withClient, cancellablePoo
       assert.equal(waiting.rowCount, 0, 'no lock wait left behind');
       // Winding down after the abort (a rollback, handing back claims) still works.
       assert.deepEqual((await scoped.query<{ one: number }>('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it("an activity asked to stop lets a statement in flight finish; one whose attempt is over has it cancelled at once", async () => {
+    const holder = new Client({ connectionString: getHarness().databaseUrl });
+    await holder.connect();
+    try {
+      const blockedStatement = async (reason: string) => {
+        await holder.query('SELECT pg_advisory_lock(4343)');
+        const controller = new AbortController();
+        const marker = `${reason}-${process.pid}-${Date.now()}`;
+        const statement = cancellablePool(pool, controller.signal).query(`SELECT pg_advisory_xact_lock(4343) /* ${marker} */`);
+        statement.catch(() => undefined);
+        await waitFor('the statement waiting for the lock', async () => (await running(probe, marker)).length === 1, 10_000, 20);
+        // Temporal's cancellation reason is the message of the signal's reason (a CancelledFailure).
+        controller.abort(Object.assign(new Error(reason), { name: 'CancelledFailure' }));
+        return { statement };
+      };
+
+      // CANCELLED (or WORKER_SHUTDOWN): the activity's code winds down; a statement that ends soon is left to end.
+      const windDown = await blockedStatement('CANCELLED');
+      // Looked at from a fresh connection, as the canceller would connect: the statement still waits.
+      const look = new Client({ connectionString: getHarness().databaseUrl });
+      await look.connect();
+      const waiting = await look.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND NOT granted`);
+      await look.end();
+      assert.equal(waiting.rowCount, 1, 'not cancelled at once');
+      await holder.query('SELECT pg_advisory_unlock(4343)');
+      await windDown.statement;
+
+      // TIMED_OUT: the server has given up on this attempt and a retry may be running: cancelled at once,
+      // while the lock it waits for is still held.
+      const stale = await blockedStatement('TIMED_OUT');
+      await assert.rejects(stale.statement, (err: { code?: string }) => err.code === '57014');
+      await holder.query('SELECT pg_advisory_unlock(4343)');
     } finally {
       await holder.end();
     }
@@ -105,7 +144,7 @@ describe('cancelling database work with its activity (withClient, cancellablePoo
     await waitFor('the backend gone', async () => !(await backendAlive(probe, pid)), 20_000, 50);
   });
 
-  it('at an activity boundary: cancelling the activity cancels its blocked statement in PostgreSQL', async () => {
+  it('at an activity boundary: cancelling the activity cancels its blocked statement in PostgreSQL (after the grace)', async () => {
     const marker = `activity-${process.pid}-${Date.now()}`;
     const locker = new Client({ connectionString: getHarness().databaseUrl, application_name: marker });
     await locker.connect();
