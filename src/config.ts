@@ -3,6 +3,7 @@ import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
 import { parseSigningSecret, SigningSecretError } from './delivery/signing';
 import { DEFAULT_DISPATCHER_OPTIONS, type DispatcherOptions } from './shared/delivery';
 import { parseInputRoots } from './input-files';
+import { maskConnectionString } from './db/conninfo';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -146,13 +147,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   };
 }
 
-/** The connection string with any password masked, for messages an operator may paste somewhere. */
+/**
+ * The connection string with every password masked (user info, `?password=`, `?sslpassword=`, key=value
+ * conninfo), for messages an operator may paste somewhere.
+ */
 export function describeDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable DATABASE_URL)';
-  }
+  return maskConnectionString(url);
 }

@@ -10,6 +10,7 @@ import { analyzeOutbox, finishRunbookRun, forgetDryRunEvents, outboxMetrics, pre
 import { InputFileError, inputRootsFromEnvironment } from '../input-files';
 import { beginProcedure } from '../runbook/procedure';
 import type { BeginRunbookInput, FinishRunbookInput, OutboxMetrics, RunbookProcedure } from '../shared/runbook';
+import { cancellablePool } from '../db/cancellable';
 import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '../shared/backfill';
 
 export interface ActivityDeps {
@@ -61,21 +62,24 @@ async function heartbeating<T>(work: (hooks: BatchHooks) => Promise<T>, initialD
   }
 }
 
-export function createActivities({ pool, delivery, metrics, inputRoots = inputRootsFromEnvironment() }: ActivityDeps) {
+export function createActivities({ pool: sharedPool, delivery, metrics, inputRoots = inputRootsFromEnvironment() }: ActivityDeps) {
+  // Each activity's database work goes through its cancellation signal: a cancelled or timed-out attempt has
+  // its statements cancelled in PostgreSQL instead of running on beside its retry (see src/db/cancellable.ts).
+  const db = () => cancellablePool(sharedPool, Context.current().cancellationSignal);
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return heartbeating(() => fingerprintFile(path, inputRoots));
     },
 
     async processBackfillBatch(input: BackfillBatchInput): Promise<BackfillBatchResult> {
-      const result = await heartbeating((hooks) => runBackfillBatch(pool, input, inputRoots, hooks));
+      const result = await heartbeating((hooks) => runBackfillBatch(db(), input, inputRoots, hooks));
       metrics?.recordBackfill(result, input.dryRun);
       return result;
     },
 
     /** After a cancellation: what the batch that was in flight committed, once its transaction has ended. */
     async settleBatch(input: { runKey: string; batchKey: string }): Promise<unknown> {
-      return heartbeating(() => settledBatch(pool, input.runKey, input.batchKey));
+      return heartbeating(() => settledBatch(db(), input.runKey, input.batchKey));
     },
 
     async deliverDue(input: DeliverPassInput): Promise<DeliverPassResult> {
@@ -86,7 +90,7 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
         );
       }
       const ctx = Context.current();
-      return deliverPass(pool, delivery, input, {
+      return deliverPass(db(), delivery, input, {
         heartbeat: (details) => ctx.heartbeat(details),
         cancelled: () => ctx.cancellationSignal.aborted,
         leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
@@ -96,14 +100,14 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
 
     /** One statement over every matching row (2,000,000 take a few seconds), heartbeating while it runs. */
     async previewReplay(input: { filter: ReplayFilter; limit: number }): Promise<ReplayPreview> {
-      return heartbeating(async () => previewReplay(pool, input.filter, await loadEventIds(input.filter, inputRoots), input.limit));
+      return heartbeating(async () => previewReplay(db(), input.filter, await loadEventIds(input.filter, inputRoots), input.limit));
     },
 
     async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {
       // One statement does the batch: the details say which rows are in flight, and heartbeats keep coming
       // while it runs, so a slow batch is neither timed out nor opaque in the UI.
       const details = { batch: input.batchNumber, rows: input.size, processedBefore: input.checkpoints?.processedBefore ?? null };
-      const result = await heartbeating((hooks) => runReplayBatch(pool, input, inputRoots, hooks.signal), details);
+      const result = await heartbeating((hooks) => runReplayBatch(db(), input, inputRoots, hooks.signal), details);
       metrics?.recordReplayResets(result.replayed);
       return result;
     },
@@ -111,10 +115,10 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
     async finishBackfill(input: { runKey: string; dryRun: boolean; created: number }): Promise<void> {
       return heartbeating(async () => {
         // The ledger keeps every batch's result, so re-running batches after this cleanup still counts right.
-        if (input.dryRun) await forgetDryRunEvents(pool, input.runKey);
+        if (input.dryRun) await forgetDryRunEvents(db(), input.runKey);
         // Fresh statistics after a bulk load: with stale ones the planner reads every due row to claim a
         // batch instead of walking the due index (about 40 ms against 2 ms per claim on 50,000 rows).
-        if (!input.dryRun && input.created > 0) await analyzeOutbox(pool);
+        if (!input.dryRun && input.created > 0) await analyzeOutbox(db());
       });
     },
 
@@ -124,7 +128,7 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
         : input.replayRun
           ? ({ column: 'last_replay_run', key: input.replayRun } as const)
           : null;
-      const row = await outboxMetrics(pool, run);
+      const row = await outboxMetrics(db(), run);
       return {
         deadLetters: Number(row.dead_letters),
         run: run ? { waiting: Number(row.waiting), deadLettered: Number(row.dead_lettered) } : null,
@@ -133,11 +137,11 @@ export function createActivities({ pool, delivery, metrics, inputRoots = inputRo
 
     /** Records a run of the runbook, and finds the earlier run it continues and the baseline it keeps. */
     async beginRunbook(input: BeginRunbookInput): Promise<RunbookProcedure> {
-      return beginProcedure(pool, input);
+      return beginProcedure(db(), input);
     },
 
     async finishRunbook(input: FinishRunbookInput): Promise<void> {
-      await finishRunbookRun(pool, input.runKey, input.outcome, input.stoppedAt, input.reason);
+      await finishRunbookRun(db(), input.runKey, input.outcome, input.stoppedAt, input.reason);
     },
   };
 }

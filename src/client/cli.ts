@@ -1,5 +1,8 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config';
+import { sessionTimeouts } from '../db/pool';
+import { maskConnectionSecrets } from '../db/conninfo';
+import { migrateLockTimeoutMs } from '../db/migrate';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
@@ -38,7 +41,11 @@ function nonNegativeInt(flag: string) {
 /** Settings from the environment; a bad one is a usage error (exit 2) naming the fix. */
 function settings<T>(read: () => T): T {
   try {
-    return read();
+    const loaded = read();
+    // Read where the pools and migrations are made; checked here so a bad value stops the command before it starts.
+    sessionTimeouts();
+    migrateLockTimeoutMs();
+    return loaded;
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
@@ -341,7 +348,8 @@ export function buildProgram(out: Output): Command {
     .summary('Dispatcher stats, or pause/resume delivery')
     .description(
       "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI). " +
-        'A paused dispatcher finishes the requests it has started and sends no new ones.',
+        'A paused dispatcher finishes the requests it has started and sends no new ones. ' +
+        'backlog=~N is an estimate (more than 10,000 events due); every other figure is exact.',
     )
     .argument('<action>', 'status, pause or resume')
     .option('--json', 'one JSON object per shard', false)
@@ -421,7 +429,8 @@ export async function main(argv = process.argv, out: Output = consoleOutput): Pr
       return 1;
     }
     if (err instanceof Detached) return 130;
-    out.err(`error: ${(err as Error).message ?? String(err)}`);
+    // An unexpected error may quote a connection string (a driver's message): never print its password.
+    out.err(`error: ${maskConnectionSecrets((err as Error).message ?? String(err))}`);
     return 1;
   }
 }

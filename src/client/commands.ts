@@ -2,7 +2,7 @@ import { delimiter } from 'node:path';
 import type { NativeConnection as WorkerConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
-import { ensureDatabase, migrate } from '../db/migrate';
+import { ensureDatabase, migrate, pendingMigrations } from '../db/migrate';
 import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { explainTemporalError, installWorkerRuntime, temporalTarget } from '../temporal';
@@ -22,7 +22,7 @@ export async function runMigrate(config: AppConfig, out: Output): Promise<void> 
   }
   const pool = createPool(config.databaseUrl, 1);
   try {
-    const applied = await migrate(pool);
+    const applied = await migrate(pool, undefined, { log: (line) => out.err(`[migrate] ${line}`) });
     out.log(applied.length ? `[migrate] applied ${applied.join(', ')}` : '[migrate] schema is up to date');
   } catch (err) {
     throw new RunError(`[migrate] ${explainDatabaseError(err, config.databaseUrl)}`);
@@ -98,9 +98,11 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
     try {
       if (opts.migrate) {
         await ensureDatabase(config.databaseUrl);
-        await migrate(pool);
+        await migrate(pool, undefined, { log: (line) => logger.info(line) });
       } else {
         await pool.query('SELECT 1 FROM webhook_outbox LIMIT 1');
+        const pending = await pendingMigrations(pool);
+        if (pending.length > 0) logger.warn(`migrations not applied yet: ${pending.join(', ')}; run 'gotong-worker migrate'`);
       }
     } catch (err) {
       const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';

@@ -24,7 +24,7 @@ export async function runDeliveryControl(action: 'status' | 'pause' | 'resume', 
         const state = stats.paused ? `paused (${stats.pauseReason})` : 'running';
         out.log(
           `[delivery] ${dispatcherWorkflowId(shard)} ${state} delivered=${stats.delivered} retried=${stats.retried} ` +
-            `dead_lettered=${stats.deadLettered} in_flight=${stats.inFlight} backlog=${stats.backlog} ` +
+            `dead_lettered=${stats.deadLettered} in_flight=${stats.inFlight} backlog=${stats.backlogEstimated ? '~' : ''}${stats.backlog} ` +
             `oldest_due_age_ms=${stats.oldestDueAgeMs}`,
         );
       }

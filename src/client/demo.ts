@@ -9,13 +9,14 @@ import { createPool, explainDatabaseError } from '../db/pool';
 import { migrate, recreateDatabase } from '../db/migrate';
 import { createDeliveryAgent } from '../delivery/dispatch';
 import { DemoReceiver } from '../dev/demo-receiver';
-import { startEmbeddedPostgres } from '../dev/embedded-postgres';
+import { EmbeddedPostgresError, startEmbeddedPostgres } from '../dev/embedded-postgres';
+import { databaseIdentity, isSameDatabase } from '../db/conninfo';
 import { defaultDevServerDbFile, findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { dispatcherWorkflowId, type DispatcherOptions } from '../shared/delivery';
 import type { RunbookProgress } from '../shared/runbook';
 import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
 import { createWorker, ensureDispatchers } from '../worker';
-import { RunError, type Output } from './errors';
+import { RunError, UsageError, type Output } from './errors';
 import { runbookWorkflowId, runRunbook, temporalUiUrl } from './runbook';
 import { resolveBackfillFile } from './backfill';
 
@@ -29,12 +30,38 @@ const DEMO_DATABASE = 'gotong_demo';
 /** Quick retries, so the rejected share is dead-lettered within seconds and the demo moves on. */
 const DEMO_DISPATCHER: Partial<DispatcherOptions> = { backoffBaseMs: 200, backoffCapMs: 1_000, maxIdleMs: 500, autoPauseAfter: 10_000 };
 
-/** The demo's database: GOTONG_DEMO_DATABASE_URL, else a `gotong_demo` database beside DATABASE_URL's. Never DATABASE_URL itself. */
+/**
+ * The demo's database: GOTONG_DEMO_DATABASE_URL, else a `gotong_demo` database beside DATABASE_URL's.
+ * The demo drops and recreates it, so it refuses (a usage error, before anything starts) one that is
+ * DATABASE_URL's own, whatever the spelling: localhost, 127.0.0.1 or ::1, the default port or 5432,
+ * percent-encoded names, a host= parameter all lead to the same database.
+ */
 export function demoDatabaseUrl(config: AppConfig): string {
-  if (process.env.GOTONG_DEMO_DATABASE_URL) return process.env.GOTONG_DEMO_DATABASE_URL;
-  const url = new URL(config.databaseUrl);
-  url.pathname = `/${DEMO_DATABASE}`;
-  return url.toString();
+  const chosen = process.env.GOTONG_DEMO_DATABASE_URL;
+  let url: string;
+  if (chosen) {
+    url = chosen;
+  } else {
+    const beside = new URL(config.databaseUrl);
+    beside.pathname = `/${DEMO_DATABASE}`;
+    url = beside.toString();
+  }
+  let same: boolean;
+  try {
+    same = isSameDatabase(url, config.databaseUrl);
+  } catch {
+    throw new UsageError(`${chosen ? 'GOTONG_DEMO_DATABASE_URL' : 'DATABASE_URL'} is not a valid connection string (${describeDatabaseUrl(url)})`);
+  }
+  if (same) {
+    const { host, port, database } = databaseIdentity(config.databaseUrl);
+    const where = `${host === 'local' ? 'this machine' : host}:${port}/${database}`;
+    throw new UsageError(
+      chosen
+        ? `GOTONG_DEMO_DATABASE_URL names DATABASE_URL's own database (${where}), which the demo would drop; point it at another database`
+        : `DATABASE_URL's database is ${DEMO_DATABASE} (${where}), which the demo would drop; set GOTONG_DEMO_DATABASE_URL to another database`,
+    );
+  }
+  return url;
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EAI_AGAIN']);
@@ -76,6 +103,7 @@ async function ensureNamespace(connection: Connection, namespace: string): Promi
  */
 export async function runDemo(config: AppConfig, opts: { file?: string; keepServer: boolean }, out: Output): Promise<void> {
   const file = resolveBackfillFile(opts.file ?? SAMPLE_FILE);
+  let databaseUrl = demoDatabaseUrl(config);
   const cleanup: Array<() => Promise<unknown> | void> = [];
   const target = temporalTarget();
   const [host, portText] = target.address.split(':');
@@ -104,7 +132,6 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
     const client = new Client({ connection, namespace: DEMO_NAMESPACE });
 
     // 2. PostgreSQL: a fresh demo database, on DATABASE_URL's server or an embedded one.
-    let databaseUrl = demoDatabaseUrl(config);
     try {
       await recreateDatabase(databaseUrl);
     } catch (err) {
@@ -112,7 +139,13 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
         throw new RunError(`[demo] ${explainDatabaseError(err, databaseUrl)} (the demo uses GOTONG_DEMO_DATABASE_URL, else DATABASE_URL's server)`);
       }
       out.err(`[demo] no PostgreSQL reachable at ${describeDatabaseUrl(databaseUrl)}; starting an embedded one`);
-      const embedded = await startEmbeddedPostgres((line) => out.err(`[demo] ${line}`));
+      const embedded = await startEmbeddedPostgres((line) => out.err(`[demo] ${line}`)).catch((err: unknown) => {
+        if (!(err instanceof EmbeddedPostgresError)) throw err;
+        throw new RunError(
+          `[demo] the embedded PostgreSQL did not start: ${err.message}; start a PostgreSQL server and set DATABASE_URL ` +
+            `(or GOTONG_DEMO_DATABASE_URL) to it`,
+        );
+      });
       cleanup.push(() => embedded.stop());
       databaseUrl = `${embedded.serverUrl}/${DEMO_DATABASE}`;
       await recreateDatabase(databaseUrl);

@@ -294,31 +294,65 @@ export async function releaseClaims(pool: Pool, leaseOwner: string, eventIds: st
 }
 
 export interface OutboxSnapshot {
+  /** Events due now (pending or retrying, next_attempt_at <= now()). */
   backlog: number;
+  /**
+   * True when `backlog` is PostgreSQL's estimate rather than a count: above EXACT_BACKLOG_LIMIT due events,
+   * counting them would cost one index entry (and often a heap visit) each, on every snapshot.
+   */
+  backlog_estimated: boolean;
   in_flight: number;
   oldest_due_ms: number;
   /** Milliseconds until the next event becomes due (0: something is due now), or null when nothing waits. */
   next_due_in_ms: number | null;
 }
 
+/** Due events counted exactly up to here; past it the backlog figure is an estimate. */
+export const EXACT_BACKLOG_LIMIT = 10_000;
+
+/**
+ * The dispatcher's `stats` figures. Each part reads a bounded number of index entries whatever the size of
+ * the outbox: in-flight rows are bounded by the dispatchers' claims, the oldest and next due times are the
+ * first entries of their indexes, and the backlog is counted only up to EXACT_BACKLOG_LIMIT.
+ */
 export async function outboxSnapshot(pool: Pool): Promise<OutboxSnapshot> {
-  const { rows } = await pool.query<{ backlog: string; in_flight: string; oldest_due_ms: string | null; next_due_in_ms: string | null }>(
+  const { rows } = await pool.query<{ due_counted: string; in_flight: string; oldest_due_ms: string | null; next_due_in_ms: string | null }>(
     `SELECT
-       (SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS backlog,
+       (SELECT count(*) FROM (SELECT 1 FROM webhook_outbox
+          WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now() LIMIT $1) AS due) AS due_counted,
        (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight') AS in_flight,
        (SELECT extract(epoch FROM now() - min(next_attempt_at)) * 1000 FROM webhook_outbox
          WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()) AS oldest_due_ms,
        (SELECT greatest(0, extract(epoch FROM least(
            (SELECT min(next_attempt_at) FROM webhook_outbox WHERE status IN ('pending', 'retrying')),
            (SELECT min(lease_expires_at) FROM webhook_outbox WHERE status = 'in_flight')) - now()) * 1000)) AS next_due_in_ms`,
+    [EXACT_BACKLOG_LIMIT + 1],
   );
   const row = rows[0]!;
+  const inFlight = Number(row.in_flight);
+  const counted = Number(row.due_counted);
+  const estimated = counted > EXACT_BACKLOG_LIMIT;
   return {
-    backlog: Number(row.backlog),
-    in_flight: Number(row.in_flight),
+    backlog: estimated ? Math.max(counted, (await estimatedDueRows(pool)) - inFlight) : counted,
+    backlog_estimated: estimated,
+    in_flight: inFlight,
     oldest_due_ms: row.oldest_due_ms === null ? 0 : Math.round(Number(row.oldest_due_ms)),
     next_due_in_ms: row.next_due_in_ms === null ? null : Math.ceil(Number(row.next_due_in_ms)),
   };
+}
+
+/**
+ * The planner's estimate of the rows with next_attempt_at <= now(), from the column's statistics (refreshed by
+ * ANALYZE after every backfill and by autovacuum). Only rows that wait for delivery have a next_attempt_at
+ * (pending and retrying, plus the in-flight ones, which the caller subtracts): delivered and dead-lettered rows
+ * have none. The status is left out of the question on purpose: the planner would take it as independent of
+ * the time and multiply the two shares, underestimating by as much as the share of waiting rows.
+ */
+async function estimatedDueRows(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(
+    `EXPLAIN (FORMAT JSON) SELECT 1 FROM webhook_outbox WHERE next_attempt_at <= now()`,
+  );
+  return Math.round(rows[0]!['QUERY PLAN'][0]!.Plan['Plan Rows']);
 }
 
 // ---- dead-letter replay ----
@@ -484,21 +518,40 @@ export interface OutboxMetricsRow {
 
 /**
  * All dead letters, and where one run's events stand: those a backfill created (`source_run`) or a replay
- * reset (`last_replay_run`). Each count has the status predicate of a partial index, so it reads only the
- * rows waiting for delivery or dead-lettered, however large the delivered history is.
+ * reset (`last_replay_run`). Every figure is an exact count (the runbook's gates compare them), and none reads
+ * more than it counts, however large the delivered history is:
+ * - all dead letters: the sum of the per-statement changes that migration 012's trigger records;
+ * - one run: its open rows (not delivered) in the partial (run, status) index of migration 011.
  */
 export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'last_replay_run'; key: string } | null): Promise<OutboxMetricsRow> {
-  const of = run ? `AND ${run.column} = $1` : '';
+  // One pass over the run's open rows gives both of its figures.
   const perRun = run
-    ? `(SELECT count(*) FROM webhook_outbox WHERE status IN ('pending', 'retrying') ${of})
-         + (SELECT count(*) FROM webhook_outbox WHERE status = 'in_flight' ${of}) AS waiting,
-       (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter' ${of}) AS dead_lettered`
-    : 'NULL AS waiting, NULL AS dead_lettered';
-  const { rows } = await pool.query<OutboxMetricsRow>(
-    `SELECT (SELECT count(*) FROM webhook_outbox WHERE status = 'dead_letter') AS dead_letters, ${perRun}`,
+    ? `SELECT count(*) FILTER (WHERE status <> 'dead_letter') AS waiting, count(*) FILTER (WHERE status = 'dead_letter') AS dead_lettered
+         FROM webhook_outbox WHERE ${run.column} = $1 AND status <> 'delivered'`
+    : 'SELECT NULL AS waiting, NULL AS dead_lettered';
+  const { rows } = await pool.query<OutboxMetricsRow & { deltas: string }>(
+    `SELECT d.dead_letters, d.deltas, r.waiting, r.dead_lettered
+       FROM (SELECT coalesce(sum(delta), 0) AS dead_letters, count(*) AS deltas FROM webhook_outbox_dead_letter_deltas) AS d,
+            (${perRun}) AS r`,
     run ? [run.key] : [],
   );
-  return rows[0]!;
+  const { deltas, ...metrics } = rows[0]!;
+  if (Number(deltas) > DEAD_LETTER_DELTAS_TO_KEEP) await foldDeadLetterDeltas(pool);
+  return metrics;
+}
+
+/** Past this many rows of changes, the next reader folds them into one. */
+const DEAD_LETTER_DELTAS_TO_KEEP = 1_000;
+
+/**
+ * Replaces the recorded changes with their sum, in one statement: changes committed meanwhile are not seen by
+ * its DELETE and stay; two readers folding at once each delete (and re-add) a disjoint share.
+ */
+async function foldDeadLetterDeltas(pool: Pool): Promise<void> {
+  await pool.query(
+    `WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas RETURNING delta)
+     INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0`,
+  );
 }
 
 export interface RunbookRunRow {

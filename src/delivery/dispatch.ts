@@ -220,7 +220,7 @@ export async function deliverPass(
     anySuccess,
     snapshot:
       input.wantSnapshot && snapshot
-        ? { backlog: snapshot.backlog, inFlight: snapshot.in_flight, oldestDueMs: snapshot.oldest_due_ms }
+        ? { backlog: snapshot.backlog, backlogEstimated: snapshot.backlog_estimated, inFlight: snapshot.in_flight, oldestDueMs: snapshot.oldest_due_ms }
         : null,
     nextDueInMs: snapshot ? snapshot.next_due_in_ms : 0,
   };

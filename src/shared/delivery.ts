@@ -43,6 +43,8 @@ export interface DeliverPassInput {
 
 export interface OutboxCounts {
   backlog: number;
+  /** `backlog` is PostgreSQL's estimate (more than 10,000 due), not a count. Absent in older results: a count. */
+  backlogEstimated?: boolean;
   inFlight: number;
   oldestDueMs: number;
 }
@@ -78,6 +80,8 @@ export interface DispatcherStats extends DispatcherCounters {
   consecutiveFailures: number;
   inFlight: number;
   backlog: number;
+  /** True when `backlog` is an estimate (more than 10,000 events due); every other figure is exact. */
+  backlogEstimated: boolean;
   oldestDueAgeMs: number;
 }
 

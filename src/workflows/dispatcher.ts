@@ -17,6 +17,7 @@ import {
   type DispatcherInput,
   type DispatcherStats,
   dispatcherWorkflowId,
+  type OutboxCounts,
 } from '../shared/delivery';
 import { METRICS } from '../shared/metrics';
 
@@ -68,7 +69,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
   let paused = input.carried?.paused ?? false;
   let pauseReason: DispatcherStats['pauseReason'] = input.carried?.pauseReason ?? null;
   let consecutiveFailures = input.carried?.consecutiveFailures ?? 0;
-  let snapshot = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
+  let snapshot: OutboxCounts = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
   let woken = false;
   // Counted here, where the decision is made; the SDK skips metrics while replaying history, so each counts once.
   const autoPauses = metricMeter.createCounter(METRICS.autoPauses, undefined, 'Times a dispatcher paused itself because the receiver kept failing');
@@ -81,6 +82,7 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     consecutiveFailures,
     inFlight: snapshot.inFlight,
     backlog: snapshot.backlog,
+    backlogEstimated: snapshot.backlogEstimated ?? false,
     oldestDueAgeMs: snapshot.oldestDueMs,
   }));
   setHandler(wakeSignal, () => {

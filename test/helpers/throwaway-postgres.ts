@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The newest PostgreSQL server binaries the distribution installed (initdb, pg_ctl). */
+function serverBinDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root)
+    ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (versions.length === 0) throw new Error(`no PostgreSQL server binaries under ${root} (install the postgresql package)`);
+  return join(root, versions[0]!, 'bin');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** A directory every user can traverse to: the system temp dir, unless it sits under a private one. */
+function everyoneCanReach(dir: string): boolean {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (dirname(d) === d) return true;
+  }
+}
+
+/**
+ * A PostgreSQL cluster of the test's own, on a free port, with its data in a temp directory: the one thing a
+ * test may restart (never the shared server). PostgreSQL refuses to run as root, so under root every
+ * command runs as the `postgres` user. Durability is off: it only ever holds a test's data.
+ */
+export class ThrowawayPostgres {
+  private constructor(
+    readonly port: number,
+    private readonly dataDir: string,
+    private readonly bin: string,
+  ) {}
+
+  static async start(): Promise<ThrowawayPostgres> {
+    const bin = serverBinDir();
+    const base = everyoneCanReach(tmpdir()) ? tmpdir() : '/tmp';
+    const dataDir = mkdtempSync(join(base, 'gotong-throwaway-pg-'));
+    if (process.getuid?.() === 0) {
+      const { stdout } = await run('id', ['-u', 'postgres']);
+      const { stdout: gid } = await run('id', ['-g', 'postgres']);
+      chownSync(dataDir, Number(stdout.trim()), Number(gid.trim()));
+    }
+    const cluster = new ThrowawayPostgres(await freePort(), dataDir, bin);
+    await cluster.pg('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
+    const settings = [
+      `-p ${cluster.port}`,
+      '-c listen_addresses=127.0.0.1',
+      `-c unix_socket_directories=${dataDir}`,
+      '-c fsync=off',
+      '-c synchronous_commit=off',
+      '-c full_page_writes=off',
+      '-c max_connections=100',
+    ].join(' ');
+    await cluster.pg('pg_ctl', ['-D', dataDir, '-l', join(dataDir, 'server.log'), '-w', '-t', '60', '-o', settings, 'start']);
+    return cluster;
+  }
+
+  url(database: string): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
+  }
+
+  /** `pg_ctl restart -m fast`: every connection is terminated, the server is down for a moment, then back. */
+  async restart(): Promise<void> {
+    // -l again: without it the new server would write to pg_ctl's stdout, a pipe this process waits on.
+    await this.pg('pg_ctl', ['-D', this.dataDir, '-l', join(this.dataDir, 'server.log'), '-m', 'fast', '-w', '-t', '60', 'restart']);
+  }
+
+  async stop(): Promise<void> {
+    await this.pg('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', '-t', '60', 'stop']).catch(() => undefined);
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  private async pg(tool: string, args: string[]): Promise<void> {
+    const binary = join(this.bin, tool);
+    const [command, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binary, ...args]] : [binary, args];
+    try {
+      await run(command, argv, { cwd: '/', timeout: 120_000 });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`${tool} ${args.at(-1)} failed: ${e.stderr?.trim() || e.message}`);
+    }
+  }
+}
