@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { DispatcherOptions } from './shared/delivery';
+import { DISPATCHER_SETTINGS, type DispatcherOptions, resolveDispatcherOptions, settingProblems } from './shared/delivery';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -25,18 +25,6 @@ const envSchema = z.object({
     .optional(),
   WEBHOOK_SECRET: z.string().min(1).optional(),
   WEBHOOK_PREVIOUS_SECRET: z.string().min(1).optional(),
-  WEBHOOK_TIMEOUT_MS: positiveInt('WEBHOOK_TIMEOUT_MS').optional(),
-  WEBHOOK_CONCURRENCY: positiveInt('WEBHOOK_CONCURRENCY').optional(),
-  WEBHOOK_BATCH_SIZE: positiveInt('WEBHOOK_BATCH_SIZE').optional(),
-  WEBHOOK_RATE_LIMIT: z
-    .string()
-    .regex(/^\d+(\.\d+)?$/, 'WEBHOOK_RATE_LIMIT must be a number of deliveries per second (0: no limit)')
-    .transform(Number)
-    .optional(),
-  WEBHOOK_BACKOFF_BASE_MS: positiveInt('WEBHOOK_BACKOFF_BASE_MS').optional(),
-  WEBHOOK_BACKOFF_CAP_MS: positiveInt('WEBHOOK_BACKOFF_CAP_MS').optional(),
-  WEBHOOK_AUTO_PAUSE_AFTER: positiveInt('WEBHOOK_AUTO_PAUSE_AFTER').optional(),
-  WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: positiveInt('WEBHOOK_AUTO_PAUSE_COOLDOWN_MS').optional(),
 });
 
 export interface AppConfig {
@@ -62,15 +50,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (d.WEBHOOK_URL && !d.WEBHOOK_SECRET) {
     throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not; set the signing secret (deliveries are always signed)');
   }
-  const dispatcher: Partial<DispatcherOptions> = {};
-  if (d.WEBHOOK_TIMEOUT_MS !== undefined) dispatcher.requestTimeoutMs = d.WEBHOOK_TIMEOUT_MS;
-  if (d.WEBHOOK_CONCURRENCY !== undefined) dispatcher.concurrency = d.WEBHOOK_CONCURRENCY;
-  if (d.WEBHOOK_BATCH_SIZE !== undefined) dispatcher.batchSize = d.WEBHOOK_BATCH_SIZE;
-  if (d.WEBHOOK_RATE_LIMIT !== undefined) dispatcher.ratePerSecond = d.WEBHOOK_RATE_LIMIT;
-  if (d.WEBHOOK_BACKOFF_BASE_MS !== undefined) dispatcher.backoffBaseMs = d.WEBHOOK_BACKOFF_BASE_MS;
-  if (d.WEBHOOK_BACKOFF_CAP_MS !== undefined) dispatcher.backoffCapMs = d.WEBHOOK_BACKOFF_CAP_MS;
-  if (d.WEBHOOK_AUTO_PAUSE_AFTER !== undefined) dispatcher.autoPauseAfter = d.WEBHOOK_AUTO_PAUSE_AFTER;
-  if (d.WEBHOOK_AUTO_PAUSE_COOLDOWN_MS !== undefined) dispatcher.autoPauseCooldownMs = d.WEBHOOK_AUTO_PAUSE_COOLDOWN_MS;
+  const dispatcher = dispatcherSettingsFrom(env);
   return {
     databaseUrl: d.DATABASE_URL,
     taskQueue: d.GOTONG_TASK_QUEUE,
@@ -81,6 +61,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         : undefined,
     dispatcher,
   };
+}
+
+/** Dispatcher settings given in the environment (named in DISPATCHER_SETTINGS), within the bounds `delivery configure` keeps. */
+function dispatcherSettingsFrom(env: NodeJS.ProcessEnv): Partial<DispatcherOptions> {
+  const given: Partial<DispatcherOptions> = {};
+  const problems: string[] = [];
+  for (const spec of DISPATCHER_SETTINGS) {
+    const text = spec.env ? env[spec.env]?.trim() : undefined;
+    if (!spec.env || !text) continue;
+    const pattern = spec.unit === 'per-second' ? /^\d+(\.\d+)?$/ : /^\d+$/;
+    if (!pattern.test(text)) {
+      const what = spec.unit === 'per-second' ? 'a number of deliveries per second (0: no limit)' : `a whole number${spec.unit === 'ms' ? ' of milliseconds' : spec.unit === 'bytes' ? ' of bytes' : ''}`;
+      problems.push(`${spec.env} must be ${what}, not '${text}'`);
+      continue;
+    }
+    given[spec.key] = Number(text);
+  }
+  // Checked as a dispatcher started by this worker would run: these values over the defaults.
+  if (problems.length === 0) problems.push(...settingProblems(resolveDispatcherOptions(given).options, (spec) => spec.env ?? spec.key));
+  if (problems.length > 0) throw new ConfigError(problems.join('; '));
+  return given;
 }
 
 /** The connection string with any password masked, for messages an operator may paste somewhere. */

@@ -1,10 +1,10 @@
-import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
 import type { DeliveryTarget } from './delivery/dispatch';
-import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
-import type { webhookDispatcher } from './workflows/dispatcher';
+import { deliveryTaskQueue } from './shared/delivery';
+
+export { ensureDispatchers } from './delivery/fleet';
 
 export interface WorkerSetup {
   connection: NativeConnection;
@@ -16,41 +16,64 @@ export interface WorkerSetup {
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
 
-export async function createWorker(setup: WorkerSetup): Promise<Worker> {
-  return Worker.create({
-    connection: setup.connection,
-    namespace: setup.namespace,
-    taskQueue: setup.taskQueue,
-    ...(setup.workflowBundle
-      ? { workflowBundle: setup.workflowBundle }
-      : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery }),
-    // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
-    maxConcurrentActivityTaskExecutions: 20,
-  });
+/** The Temporal workers of one process, run and stopped together. */
+export interface GotongWorker {
+  run(): Promise<void>;
+  /** Runs until `fn` settles, then shuts down (as Worker.runUntil). */
+  runUntil<T>(fn: () => Promise<T>): Promise<T>;
+  shutdown(): void;
 }
 
 /**
- * Makes sure `shards` dispatcher runs exist (`webhook-dispatcher/0..shards-1`). Idempotent: a shard
- * that is already running is left as it is, so every worker can call this at start.
+ * Workflows and batch activities on `taskQueue`; with a receiver configured, also a second worker on the delivery
+ * task queue (`<taskQueue>-delivery`) for delivery passes. Delivery work reaches only processes that can deliver:
+ * a worker without WEBHOOK_URL (one that only reads backfill files, say) never polls that queue, so it can neither
+ * take a pass it would fail nor stand in the way of the dispatcher.
  */
-export async function ensureDispatchers(
-  client: Client,
-  taskQueue: string,
-  shards: number,
-  options: Partial<DispatcherOptions>,
-): Promise<string[]> {
-  const ids: string[] = [];
-  for (let shard = 0; shard < shards; shard++) {
-    const workflowId = dispatcherWorkflowId(shard);
-    await client.workflow.start<typeof webhookDispatcher>('webhookDispatcher', {
-      taskQueue,
-      workflowId,
-      args: [{ shard, shards, options }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    });
-    ids.push(workflowId);
+export async function createWorker(setup: WorkerSetup): Promise<GotongWorker> {
+  const { deliverPass, ...activities } = createActivities({ pool: setup.pool, delivery: setup.delivery });
+  const workers = [
+    await Worker.create({
+      connection: setup.connection,
+      namespace: setup.namespace,
+      taskQueue: setup.taskQueue,
+      ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+      activities,
+      // Batch activities are I/O-bound; each holds at most one database connection at a time.
+      maxConcurrentActivityTaskExecutions: 20,
+    }),
+  ];
+  if (setup.delivery) {
+    workers.push(
+      await Worker.create({
+        connection: setup.connection,
+        namespace: setup.namespace,
+        taskQueue: deliveryTaskQueue(setup.taskQueue),
+        activities: { deliverPass },
+        // Each pass holds at most 2 x claimBytes of payload (see ClaimQueue): this bounds a worker's share.
+        maxConcurrentActivityTaskExecutions: MAX_PASSES_PER_WORKER,
+      }),
+    );
   }
-  return ids;
+  return group(workers);
+}
+
+/** Delivery passes one worker process runs at once (up to 3 per shard while a backlog lasts). */
+export const MAX_PASSES_PER_WORKER = 8;
+
+function group(workers: Worker[]): GotongWorker {
+  return {
+    async run() {
+      await Promise.all(workers.map((w) => w.run()));
+    },
+    async runUntil<T>(fn: () => Promise<T>): Promise<T> {
+      // The workers start polling right after `fn` starts, within the same tick.
+      const settled = fn();
+      const results = await Promise.all(workers.map((w) => w.runUntil(settled)));
+      return results[0] as T;
+    },
+    shutdown() {
+      for (const w of workers) w.shutdown();
+    },
+  };
 }

@@ -94,6 +94,6 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     assert.equal((resumed.stdout.match(/ running /g) ?? []).length, 2, resumed.stdout);
     const bad = await runCli(['delivery', 'stop']);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /use status, pause or resume/);
+    assert.match(bad.stderr, /use status, pause, resume or configure/);
   });
 });

@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { deliverPass, type DeliveryTarget } from '../delivery/dispatch';
+import type { DeliveryTarget } from '../delivery/dispatch';
+import { deliverPass } from '../delivery/pass';
 import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
 import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
@@ -11,7 +12,7 @@ import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '.
 
 export interface ActivityDeps {
   pool: Pool;
-  /** Absent on a worker without WEBHOOK_URL: such a worker refuses delivery passes. */
+  /** Absent on a worker without WEBHOOK_URL: such a worker does not poll the delivery task queue. */
   delivery?: DeliveryTarget;
 }
 
@@ -43,7 +44,11 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
       );
     },
 
-    async deliverDue(input: DeliverPassInput): Promise<DeliverPassResult> {
+    /**
+     * One delivery pass. Registered only by workers that can deliver, on the delivery task queue (see src/worker.ts);
+     * the check below guards against a worker wired up by hand without a receiver.
+     */
+    async deliverPass(input: DeliverPassInput): Promise<DeliverPassResult> {
       if (!delivery) {
         throw ApplicationFailure.nonRetryable(
           'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',

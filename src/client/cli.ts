@@ -6,9 +6,10 @@ import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { runDemo } from './demo';
-import { runDeliveryControl } from './delivery';
+import { CONFIGURE_FLAGS, CONFIGURE_OPTION_NAMES, configPatchFromFlags, runDeliveryConfigure, runDeliveryControl } from './delivery';
 import { runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
 import { RUNBOOK_DEFAULTS } from '../shared/runbook';
+import { MAX_SHARDS } from '../shared/delivery';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -27,6 +28,18 @@ function nonNegativeInt(flag: string) {
     return Number(value);
   };
 }
+
+const SETTING_HELP: Partial<Record<string, string>> = {
+  ratePerSecond: 'deliveries started per second per shard, 0 for no limit',
+  concurrency: 'requests in flight per pass',
+  requestTimeoutMs: 'overall deadline of one request',
+  backoffBaseMs: 'first retry delay',
+  backoffCapMs: 'longest retry delay',
+  autoPauseAfter: 'failed first attempts in a row before pausing',
+  autoPauseCooldownMs: 'pause before a probe',
+  batchSize: 'events per claim',
+  claimBytes: 'payload bytes per claim (4194304, 512KiB, 4MiB)',
+};
 
 function config() {
   try {
@@ -173,27 +186,45 @@ export function buildProgram(out: Output): Command {
     .option('--no-migrate', 'do not apply pending database migrations at start')
     .option(
       '--dispatchers <n>',
-      'delivery dispatcher shards to keep running (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: none)',
+      'delivery dispatcher shards to run (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: leave them alone); ' +
+        'changes how many run, both ways (default: keep the running count, at least 1)',
       nonNegativeInt('--dispatchers'),
-      1,
     )
-    .action(async (opts: { migrate: boolean; dispatchers: number }) => {
+    .action(async (opts: { migrate: boolean; dispatchers?: number }) => {
+      if (opts.dispatchers !== undefined && opts.dispatchers > MAX_SHARDS) throw new UsageError(`--dispatchers must be at most ${MAX_SHARDS}`);
       await runWorker(config(), { migrate: opts.migrate, dispatchers: opts.dispatchers }, out);
     });
 
-  program
+  const delivery = program
     .command('delivery')
     .description(
-      "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI).\n" +
-        'A paused dispatcher finishes the requests it has started and sends no new ones.',
+      [
+        "Show the dispatcher shards' stats, pause or resume delivery (the signals the Temporal UI sends), or change",
+        'the settings of the running dispatchers (configure: a Workflow Update each shard validates; prints the',
+        'settings in force). A paused dispatcher finishes the requests it has started and sends no new ones.',
+        'Durations take a unit (500ms, 10s, 2m).',
+      ].join('\n'),
     )
-    .argument('<action>', 'status, pause or resume')
-    .option('--json', 'one JSON object per shard', false)
-    .action(async (action: string, opts: { json: boolean }) => {
-      if (action !== 'status' && action !== 'pause' && action !== 'resume') {
-        throw new UsageError(`unknown delivery action '${action}'; use status, pause or resume`);
+    .argument('<action>', 'status, pause, resume or configure')
+    .option('--json', 'one JSON object per shard', false);
+  for (const spec of CONFIGURE_FLAGS) {
+    const value = spec.unit === 'ms' ? '<duration>' : '<n>';
+    delivery.option(`${spec.flag} ${value}`, `configure: ${SETTING_HELP[spec.key] ?? spec.key} (${spec.env})`);
+  }
+  delivery
+    .option('--shards <n>', 'configure: dispatcher shards; new ones start, extra ones finish their passes and stop')
+    .action(async (action: string, opts: { json: boolean } & Record<string, string | undefined>) => {
+      if (action !== 'status' && action !== 'pause' && action !== 'resume' && action !== 'configure') {
+        throw new UsageError(`unknown delivery action '${action}'; use status, pause, resume or configure`);
       }
-      await runDeliveryControl(action, opts, out);
+      if (action !== 'configure') {
+        const misplaced = CONFIGURE_OPTION_NAMES.find((name) => opts[name] !== undefined);
+        if (misplaced) throw new UsageError(`settings flags belong to 'delivery configure', not 'delivery ${action}'`);
+        await runDeliveryControl(action, opts, out);
+        return;
+      }
+      const patch = configPatchFromFlags(opts);
+      await runDeliveryConfigure(patch, { json: opts.json, taskQueue: config().taskQueue }, out);
     });
 
   program

@@ -7,6 +7,7 @@ import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/tempo
 import { explainTemporalError, installQuietRuntime, temporalTarget } from '../temporal';
 import { createWorker, ensureDispatchers } from '../worker';
 import { createDeliveryAgent } from '../delivery/dispatch';
+import { describeDifferences } from '../delivery/fleet';
 import { Client, Connection } from '@temporalio/client';
 import { RunError, type Output } from './errors';
 
@@ -65,7 +66,8 @@ export async function runFailedLines(
 
 export async function runWorker(
   config: AppConfig,
-  opts: { migrate: boolean; dispatchers: number },
+  /** dispatchers: 0 none, a number to set how many shards run, undefined to keep how many run (at least one). */
+  opts: { migrate: boolean; dispatchers?: number },
   out: Output,
 ): Promise<void> {
   const pool = createPool(config.databaseUrl, 20);
@@ -104,11 +106,15 @@ export async function runWorker(
       const running = worker.run();
       if (!config.webhook) {
         out.err('[worker] delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
-      } else if (opts.dispatchers > 0) {
+      } else if (opts.dispatchers !== 0) {
         const client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
         try {
-          const ids = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
-          out.err(`[worker] dispatchers running: ${ids.join(', ')}`);
+          const result = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
+          out.err(`[worker] dispatchers ${result.started ? 'started' : 'running'}: ${result.ids.join(', ')}`);
+          if (result.differences.length > 0) out.err(`[worker] ${describeDifferences(result.differences)}`);
+        } catch (err) {
+          // The worker itself is fine: it keeps serving its task queues.
+          out.err(`[worker] could not check the delivery dispatchers: ${(err as Error).message}; see 'gotong-worker delivery status'`);
         } finally {
           await client.connection.close();
         }
