@@ -45,6 +45,8 @@ class Pass {
   private readonly tally = { delivered: 0, retried: 0, deadLettered: 0, answered: 0 };
   /** Taken out of the queue, then not sent because the pass stopped meanwhile. */
   private readonly notSent: HeldEvent[] = [];
+  /** Senders holding an event until its rate-limit slot. */
+  private waitingForSlot = 0;
 
   constructor(
     private readonly pool: Pool,
@@ -140,14 +142,15 @@ class Pass {
   /** A rate-limited pass claims only what it can send before it stops claiming. */
   private rowsWanted(): number {
     if (!this.pacer) return this.options.batchSize;
-    return Math.min(this.options.batchSize, this.pacer.slotsBefore(this.claimUntil, Date.now()) - this.claims.unsent);
+    return Math.min(this.options.batchSize, this.pacer.slotsBefore(this.claimUntil, Date.now(), this.waitingForSlot) - this.claims.unsent);
   }
 
   /** Waits for the event's rate-limit slot and makes sure its lease outlasts the request. */
   private async readyToSend(): Promise<boolean> {
     if (this.pacer) {
-      const wait = this.pacer.take(Date.now()) - Date.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.waitingForSlot++;
+      await this.pacer.wait(() => this.mustStop);
+      this.waitingForSlot--;
       if (this.mustStop) return false;
     }
     return this.claims.leaseCovers(Date.now()) || (await this.claims.renew());

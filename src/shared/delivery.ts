@@ -267,6 +267,7 @@ export interface DispatcherCarried {
   pauseReason: DispatcherStats['pauseReason'];
   consecutiveFailures: number;
   autoPauses?: number;
+  autoPausedAt?: number | null;
   lastError?: DispatcherError | null;
   nextSlotAt?: number | null;
   bytesPerEvent?: number | null;

@@ -117,6 +117,8 @@ class Shard {
   /** Failed first attempts in a row (see HealthTracker): what auto-pause judges by. */
   private streak: number;
   private autoPauses: number;
+  /** When the current auto-pause (or its last failed probe) began: the cool-down counts from here. */
+  private autoPausedAt: number | null;
   private lastError: DispatcherError | null;
   private errorsInARow: number;
   private nextSlotAt: number | null;
@@ -147,6 +149,7 @@ class Shard {
     this.pauseReason = carried?.pauseReason ?? null;
     this.streak = carried?.consecutiveFailures ?? 0;
     this.autoPauses = carried?.autoPauses ?? 0;
+    this.autoPausedAt = carried?.autoPausedAt ?? null;
     this.lastError = carried?.lastError ?? null;
     this.errorsInARow = this.lastError?.inARow ?? 0;
     this.nextSlotAt = carried?.nextSlotAt ?? null;
@@ -193,6 +196,7 @@ class Shard {
   resume(): void {
     this.paused = false;
     this.pauseReason = null;
+    this.autoPausedAt = null;
     this.streak = 0;
     this.changed();
   }
@@ -228,6 +232,7 @@ class Shard {
         pauseReason: this.pauseReason,
         consecutiveFailures: this.streak,
         autoPauses: this.autoPauses,
+        autoPausedAt: this.autoPausedAt,
         lastError: this.lastError,
         nextSlotAt: this.nextSlotAt,
         bytesPerEvent: this.bytesPerEvent,
@@ -258,27 +263,32 @@ class Shard {
   }
 
   /**
-   * Paused by an operator: until resumed. Paused by the receiver's health: a cool-down, then a probe (a small pass);
-   * a success, or a probe with no first attempt to judge by, resumes delivery, a probe whose first attempts all
-   * failed starts another cool-down.
+   * Paused by an operator: until resumed. Paused by the receiver's health: a cool-down, then a probe (a small pass):
+   * a success, or a probe with no first attempt to judge by (only retries, or nothing due), resumes delivery; a
+   * probe whose first attempts all failed starts another cool-down.
    */
   async whilePaused(): Promise<void> {
     if (this.pauseReason !== 'receiver-failing') {
       await condition(() => !this.paused || this.stopping || this.pauseReason === 'receiver-failing');
       return;
     }
-    const operatorActed = await condition(
-      () => !this.paused || this.pauseReason !== 'receiver-failing' || this.stopping,
-      this.settings.autoPauseCooldownMs,
-    );
-    if (operatorActed) return;
+    // The cool-down counts from the pause, by the settings in force: `configure` may shorten or lengthen one under way.
+    for (;;) {
+      if (!this.paused || this.pauseReason !== 'receiver-failing' || this.stopping) return;
+      const left = (this.autoPausedAt ?? now()) + this.settings.autoPauseCooldownMs - now();
+      if (left <= 0) break;
+      await this.nextChange(left);
+    }
     await condition(() => this.running === 0);
     const probe = await this.runPass(true);
     if (this.pauseReason !== 'receiver-failing') return;
     if (probe && (probe.anySuccess || (probe.firstAttempts ?? 0) === 0)) {
       this.paused = false;
       this.pauseReason = null;
+      this.autoPausedAt = null;
       this.streak = 0;
+    } else {
+      this.autoPausedAt = now();
     }
   }
 
@@ -358,6 +368,7 @@ class Shard {
     if (this.streak >= this.settings.autoPauseAfter && !this.paused) {
       this.paused = true;
       this.pauseReason = 'receiver-failing';
+      this.autoPausedAt = now();
       this.autoPauses += 1;
     }
     const maxParallel = this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses;

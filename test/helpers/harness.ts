@@ -89,8 +89,11 @@ export async function withWorker<T>(
   taskQueue: string,
   fn: () => Promise<T>,
   delivery?: { url: string; secret: string; previousSecret?: string },
+  /** Another database than the harness's (a pool the caller owns). */
+  options: { pool?: Pool } = {},
 ): Promise<T> {
-  const { env, pool, workflowBundle } = getHarness();
+  const { env, workflowBundle } = getHarness();
+  const pool = options.pool ?? getHarness().pool;
   const agent = delivery ? createDeliveryAgent(64) : undefined;
   const worker = await createWorker({
     connection: env.nativeConnection,
