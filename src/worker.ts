@@ -2,7 +2,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
 import type { DeliveryTarget } from './delivery/dispatch';
-import { deliveryTaskQueue } from './shared/delivery';
+import { deliveryTaskQueue, PASS_HEARTBEAT_MS } from './shared/delivery';
 
 export { ensureDispatchers } from './delivery/fleet';
 
@@ -50,6 +50,7 @@ export async function createWorker(setup: WorkerSetup): Promise<GotongWorker> {
         namespace: setup.namespace,
         taskQueue: deliveryTaskQueue(setup.taskQueue),
         activities: { deliverPass },
+        maxHeartbeatThrottleInterval: PASS_HEARTBEAT_MS,
         // Each pass holds at most 2 x claimBytes of payload (see ClaimQueue): this bounds a worker's share.
         maxConcurrentActivityTaskExecutions: MAX_PASSES_PER_WORKER,
       }),

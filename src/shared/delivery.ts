@@ -143,6 +143,16 @@ export function resolveDispatcherOptions(given: Partial<DispatcherOptions> | und
 export const LEASE_SLACK_MS = 10_000;
 export const leaseMsFor = (options: Pick<DispatcherOptions, 'requestTimeoutMs'>) => options.requestTimeoutMs + LEASE_SLACK_MS;
 
+/** Delivery workers send a pass's heartbeat at least this often (the SDK would otherwise wait 0.8 x the timeout). */
+export const PASS_HEARTBEAT_MS = 2_000;
+
+/**
+ * Silence this long means a pass's worker is gone. Its leases were renewed while it lived and it heartbeated at
+ * most PASS_HEARTBEAT_MS before dying, so by the time Temporal notices, every lease it held has expired: the next
+ * pass takes its events back at once.
+ */
+export const passHeartbeatTimeoutMs = (options: Pick<DispatcherOptions, 'requestTimeoutMs'>) => leaseMsFor(options) + PASS_HEARTBEAT_MS;
+
 /** Activities of delivery run on a task queue of their own, which only workers that can deliver poll. */
 export const deliveryTaskQueue = (taskQueue: string) => `${taskQueue}-delivery`;
 

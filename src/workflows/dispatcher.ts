@@ -27,6 +27,7 @@ import {
   dispatcherWorkflowId,
   leaseMsFor,
   MAX_SHARDS,
+  passHeartbeatTimeoutMs,
   resolveDispatcherOptions,
   settingProblems,
 } from '../shared/delivery';
@@ -339,11 +340,11 @@ class Shard {
       taskQueue: this.taskQueue,
       scheduleToStartTimeout: PASS_PICKUP_TIMEOUT,
       startToCloseTimeout: Math.ceil(slowestPassMs + 60_000),
-      // A pass heartbeats every second from a timer, also while it waits on a statement or a slow receiver, so
-      // silence this long means its worker is gone. That is also when the leases it held run out (unless it renewed
-      // them, which only a live pass does), so the next pass takes its events back as soon as the crash is known.
-      // A pass that is timed out but still alive cannot post twice: it sends only under a lease it knows is live.
-      heartbeatTimeout: Math.max(10_000, leaseMs),
+      // A pass heartbeats from a timer, also while it waits on a statement or a slow receiver, so silence this long
+      // means its worker is gone, and the leases it held have run out by then (see passHeartbeatTimeoutMs): the next
+      // pass takes its events back at once. A pass that is timed out but still alive cannot post an event twice:
+      // it renews its leases and sends only under one it knows is live, so no other pass can have taken it.
+      heartbeatTimeout: passHeartbeatTimeoutMs(options),
       // Never retried by Temporal: the loop sees every failure, shows it in `stats`, backs off and starts a new pass.
       retry: { maximumAttempts: 1 },
     }).deliverPass;
