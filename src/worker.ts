@@ -31,7 +31,10 @@ export interface GotongWorker {
  * take a pass it would fail nor stand in the way of the dispatcher.
  */
 export async function createWorker(setup: WorkerSetup): Promise<GotongWorker> {
-  const { deliverPass, ...activities } = createActivities({ pool: setup.pool, delivery: setup.delivery });
+  const { deliverPass, deliverDue, ...batchActivities } = createActivities({ pool: setup.pool, delivery: setup.delivery });
+  // Dispatchers started before the delivery queue existed schedule their passes (deliverDue) here, until they
+  // continue as new; only a worker that can deliver takes them.
+  const activities = setup.delivery ? { ...batchActivities, deliverDue } : batchActivities;
   const workers = [
     await Worker.create({
       connection: setup.connection,

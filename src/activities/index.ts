@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DeliveryTarget } from '../delivery/dispatch';
 import { deliverPass } from '../delivery/pass';
-import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
+import { type DeliverPassInput, type DeliverPassResult, type PassInputBeforeV2, resolveDispatcherOptions } from '../shared/delivery';
 import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
@@ -27,6 +27,21 @@ async function failFastOn<T>(work: () => Promise<T>): Promise<T> {
 }
 
 export function createActivities({ pool, delivery }: ActivityDeps) {
+  const runPass = (input: DeliverPassInput): Promise<DeliverPassResult> => {
+    if (!delivery) {
+      throw ApplicationFailure.nonRetryable(
+        'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',
+        'DeliveryNotConfigured',
+      );
+    }
+    const ctx = Context.current();
+    return deliverPass(pool, delivery, input, {
+      heartbeat: (details) => ctx.heartbeat(details),
+      cancelled: () => ctx.cancellationSignal.aborted,
+      leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
+    });
+  };
+
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return failFastOn(() => fingerprintFile(path));
@@ -49,18 +64,17 @@ export function createActivities({ pool, delivery }: ActivityDeps) {
      * the check below guards against a worker wired up by hand without a receiver.
      */
     async deliverPass(input: DeliverPassInput): Promise<DeliverPassResult> {
-      if (!delivery) {
-        throw ApplicationFailure.nonRetryable(
-          'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',
-          'DeliveryNotConfigured',
-        );
-      }
-      const ctx = Context.current();
-      return deliverPass(pool, delivery, input, {
-        heartbeat: (details) => ctx.heartbeat(details),
-        cancelled: () => ctx.cancellationSignal.aborted,
-        leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
-      });
+      return runPass(input);
+    },
+
+    /**
+     * The pass as dispatchers started before the `dispatcher-v2` patch schedule it (on the main task queue, with
+     * partial settings and a lease for the whole pass): today's pass, with today's renewed leases. Registered only
+     * by workers that can deliver; see src/workflows/dispatcher-before-v2.ts.
+     */
+    async deliverDue(input: PassInputBeforeV2): Promise<DeliverPassResult> {
+      const { options } = resolveDispatcherOptions(input.options);
+      return runPass({ options, wantSnapshot: input.wantSnapshot, streamMs: input.streamMs });
     },
 
     async previewReplay(input: { filter: ReplayFilter; limit: number }): Promise<ReplayPreview> {

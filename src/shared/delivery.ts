@@ -177,6 +177,9 @@ export interface DeliverPassInput {
   bytesPerEventHint?: number | null;
 }
 
+/** A pass as dispatchers started before the `dispatcher-v2` patch schedule it (`deliverDue`). */
+export type PassInputBeforeV2 = Omit<DeliverPassInput, 'options'> & { options: Partial<DispatcherOptions> };
+
 export interface OutboxCounts {
   backlog: number;
   inFlight: number;

@@ -3,10 +3,8 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   setHandler,
   TimeoutFailure,
@@ -31,13 +29,13 @@ import {
   resolveDispatcherOptions,
   settingProblems,
 } from '../shared/delivery';
+import { dispatcherBeforeV2 } from './dispatcher-before-v2';
+import { configureUpdate, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal } from './dispatcher-signals';
 
-export const statsQuery = defineQuery<DispatcherStats>('stats');
-export const wakeSignal = defineSignal('wake');
-export const pauseDeliverySignal = defineSignal('pause');
-export const resumeDeliverySignal = defineSignal('resume');
-/** Changes settings (or the number of shards) of a running dispatcher; answers with those in force. */
-export const configureUpdate = defineUpdate<DispatcherConfigAnswer, [DispatcherConfigPatch]>('configure');
+/** The patch that introduced this loop (the delivery task queue, health by first attempts, configure). */
+const DISPATCHER_V2 = 'dispatcher-v2';
+
+export { configureUpdate, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal };
 
 /** The snapshot behind `stats` (a few index scans) is refreshed at most this often. */
 const SNAPSHOT_EVERY_MS = 2_000;
@@ -55,6 +53,8 @@ const PASS_PICKUP_TIMEOUT = '60 seconds';
  * the run: it is shown in `stats` and the loop backs off and goes on. Runs forever via continue-as-new.
  */
 export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
+  // Runs begun by the loop before this one replay on it until they continue as new (see dispatcher-before-v2.ts).
+  if (!patched(DISPATCHER_V2)) return dispatcherBeforeV2(input);
   const { options, complete } = resolveDispatcherOptions(input.options);
   const problems = [...settingProblems(options), ...shardProblems(input)];
   if (problems.length > 0) {
