@@ -14,6 +14,7 @@ import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { createDeliveryAgent } from '../src/delivery/dispatch';
 import { signedHeaders } from '../src/delivery/signing';
+import { resolveDispatcherOptions } from '../src/shared/delivery';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { createWorker } from '../src/worker';
 
@@ -116,7 +117,8 @@ async function main(): Promise<void> {
     const handle = await env.client.workflow.start(webhookDispatcher, {
       taskQueue: 'bench',
       workflowId: `webhook-dispatcher/bench-${round}`,
-      args: [{ shard: 0, shards: 1, options: { concurrency: CONCURRENCY, ...TUNING } }],
+      // Complete settings, as a worker starts a dispatcher (see src/delivery/fleet.ts).
+      args: [{ shard: 0, shards: 1, options: resolveDispatcherOptions({ concurrency: CONCURRENCY, ...TUNING }).options }],
     });
     // Watch the receiver, not the outbox, until every event has arrived: counting delivered rows every 50 ms
     // is a scan of a table that grows by a dead version per write, and took a good part of a core from the

@@ -60,7 +60,8 @@ class Pass {
     this.leaseOwner = `${hooks.leaseOwnerPrefix}/${randomUUID()}`;
     this.claimUntil = now + (input.streamMs ?? 0) * (0.75 + Math.random() * 0.5);
     this.pacer = Pacer.forRate(options.ratePerSecond, input.paceFrom, now);
-    this.lowWater = this.pacer ? Math.max(1, Math.ceil(options.ratePerSecond / 2)) : options.concurrency;
+    // Half a batch left is a claim's time of sending or more: the next claim lands before the senders run dry.
+    this.lowWater = this.pacer ? Math.max(1, Math.ceil(options.ratePerSecond / 2)) : Math.max(options.concurrency, Math.ceil(options.batchSize / 2));
     this.health = new HealthTracker(input.healthStreak ?? 0, options.autoPauseAfter);
     this.recorder = new OutcomeRecorder(pool, this.leaseOwner, Math.max(1, Math.ceil(options.batchSize / 2)));
     this.claims = new ClaimQueue(pool, this.leaseOwner, {
