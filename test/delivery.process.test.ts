@@ -277,4 +277,17 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     });
     assert.equal(new Set((pollers.pollers ?? []).map((p) => p.identity)).size, 1);
   });
+  it('dispatcher settings out of bounds in the environment are refused at start, one line naming the variable', async () => {
+    receiver = await new TestReceiver([SECRET]).start();
+    for (const [env, message] of [
+      [{ WEBHOOK_CONCURRENCY: '0' }, /^error: WEBHOOK_CONCURRENCY must be between 1 and 1024, not 0$/],
+      [{ WEBHOOK_RATE_LIMIT: 'fast' }, /^error: WEBHOOK_RATE_LIMIT must be a number of deliveries per second \(0: no limit\), not 'fast'$/],
+      [{ WEBHOOK_BACKOFF_BASE_MS: '90000' }, /^error: WEBHOOK_BACKOFF_BASE_MS \(90000 ms\) must not exceed WEBHOOK_BACKOFF_CAP_MS \(60000 ms\)$/],
+      [{ WEBHOOK_CLAIM_BYTES: '1024' }, /^error: WEBHOOK_CLAIM_BYTES must be between 64KiB and 256MiB, not 1024$/],
+    ] as const) {
+      const result = await runCli(['worker', '--no-migrate'], { ...env, WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET }, 30_000);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr.trim(), message);
+    }
+  });
 });

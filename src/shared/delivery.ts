@@ -88,7 +88,10 @@ export function settingSpec(key: DispatcherOptionKey): SettingSpec {
 /** "10000 ms" reads worse than "10s" in a one-line status. */
 export function formatSetting(spec: SettingSpec, value: number): string {
   if (spec.unit === 'ms') return value % 1000 === 0 ? `${value / 1000}s` : `${value}ms`;
-  if (spec.unit === 'bytes') return value % (1024 * 1024) === 0 ? `${value / (1024 * 1024)}MiB` : `${value}B`;
+  if (spec.unit === 'bytes') {
+    if (value % (1024 * 1024) === 0) return `${value / (1024 * 1024)}MiB`;
+    return value % 1024 === 0 ? `${value / 1024}KiB` : `${value}B`;
+  }
   return String(value);
 }
 
