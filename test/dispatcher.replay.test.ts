@@ -60,4 +60,21 @@ describe('webhookDispatcher histories replay on the current workflow code', func
       await receiver.stop();
     }
   });
+  it('a dispatcher started with some settings fixes all of them in its input at once, so later defaults never reach it', async () => {
+    const h = getHarness();
+    const taskQueue = uniqueTaskQueue('pin');
+    await withWorker(taskQueue, async () => {
+      const handle = await h.env.client.workflow.start(webhookDispatcher, {
+        taskQueue,
+        workflowId: `webhook-dispatcher/pin-${randomUUID()}`,
+        args: [{ shard: 0, shards: 1, options: { batchSize: 7 } }],
+      });
+      await waitFor('continued as new', async () => (await handle.describe()).runId !== handle.firstExecutionRunId);
+      const history = await handle.fetchHistory();
+      const started = history.events![0]!.workflowExecutionStartedEventAttributes!;
+      const input = JSON.parse(Buffer.from(started.input!.payloads![0]!.data!).toString()) as { options: Record<string, number> };
+      assert.deepEqual(input.options, resolveDispatcherOptions({ batchSize: 7 }).options);
+      await handle.terminate('test over');
+    });
+  });
 });
