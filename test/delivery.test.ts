@@ -259,6 +259,7 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
         },
         60_000,
       );
+      await waitFor('stats caught up', async () => (await statsOf(handle)).deadLettered === 500);
       const stats = await statsOf(handle);
       assert.equal(stats.autoPauses, 0);
       assert.equal(stats.lastError, null);
@@ -321,6 +322,7 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       assert.equal(probing.autoPauses, 1);
       await receiver.start(); // back, on the same port
       await waitFor('all delivered', settled, 60_000);
+      await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === 200);
       const after = await statsOf(handle);
       assert.equal(after.paused, false, 'resumed by itself, without an operator');
       assert.equal(after.autoPauses, 1);
@@ -342,6 +344,8 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     await deliver(async () => {
       const handle = await startDispatcher({ batchSize: 1000, concurrency: 64, claimBytes });
       await waitFor('all delivered', settled, 60_000);
+      // The outbox shows an outcome as soon as it is written; the pass's figures reach the workflow when it ends.
+      await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === count);
       const stats = await statsOf(handle);
       // A claim takes what fits in claimBytes (or one event); a pass claims again only while it holds at most that.
       assert.ok(stats.peakPassBytes >= 1024 * 1024, `peak ${stats.peakPassBytes} bytes`);
