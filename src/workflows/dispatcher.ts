@@ -100,8 +100,8 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
 }
 
 function shardProblems(input: DispatcherInput): string[] {
-  const ok = (n: unknown, min: number) => typeof n === 'number' && Number.isInteger(n) && n >= min && n <= MAX_SHARDS;
-  return ok(input.shard, 0) && ok(input.shards, 1) ? [] : [`shard and shards must be whole numbers with 0 <= shard and 1 <= shards <= ${MAX_SHARDS}`];
+  const ok = (n: unknown, min: number, max: number) => typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
+  return ok(input.shard, 0, MAX_SHARDS - 1) && ok(input.shards, 1, MAX_SHARDS) ? [] : [`shard and shards must be whole numbers with 0 <= shard < ${MAX_SHARDS} and 1 <= shards <= ${MAX_SHARDS}`];
 }
 
 /** Workflow time: the workflow task's time, replayed identically. */
