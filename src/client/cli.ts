@@ -32,7 +32,7 @@ function nonNegativeInt(flag: string) {
 const SETTING_HELP: Partial<Record<string, string>> = {
   ratePerSecond: 'deliveries started per second per shard, 0 for no limit',
   concurrency: 'requests in flight per pass',
-  requestTimeoutMs: 'overall deadline of one request',
+  requestTimeoutMs: 'timeout of one request',
   backoffBaseMs: 'first retry delay',
   backoffCapMs: 'longest retry delay',
   autoPauseAfter: 'failed first attempts in a row before pausing',
@@ -182,7 +182,13 @@ export function buildProgram(out: Output): Command {
 
   program
     .command('worker')
-    .description('Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM.')
+    .description(
+      [
+        'Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until',
+        'SIGINT/SIGTERM. With WEBHOOK_URL set it also polls GOTONG_TASK_QUEUE-delivery,',
+        'where delivery passes run, and makes sure the delivery dispatchers run.',
+      ].join('\n'),
+    )
     .option('--no-migrate', 'do not apply pending database migrations at start')
     .option(
       '--dispatchers <n>',
@@ -199,10 +205,12 @@ export function buildProgram(out: Output): Command {
     .command('delivery')
     .description(
       [
-        "Show the dispatcher shards' stats, pause or resume delivery (the signals the Temporal UI sends), or change",
-        'the settings of the running dispatchers (configure: a Workflow Update each shard validates; prints the',
-        'settings in force). A paused dispatcher finishes the requests it has started and sends no new ones.',
-        'Durations take a unit (500ms, 10s, 2m).',
+        "status: the dispatcher shards' stats, with the last failed pass.",
+        'pause, resume: the signals the Temporal UI sends; a paused dispatcher',
+        'finishes the requests it has started and sends no new ones.',
+        'configure: changes the settings of the running dispatchers (a Workflow',
+        'Update each shard validates) and prints the settings in force; without',
+        'flags, prints them. Durations take a unit (500ms, 10s, 2m).',
       ].join('\n'),
     )
     .argument('<action>', 'status, pause, resume or configure')
