@@ -13,10 +13,11 @@ import type { webhookDispatcher } from './dispatcher';
 import { pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal } from './dispatcher-signals';
 
 /**
- * The dispatcher loop as it was before the `dispatcher-v2` patch, kept so that runs started by that code go on
- * replaying exactly as they were written: they schedule `deliverDue` on their own task queue with a lease sized for
- * the whole pass, and continue as new into the current loop after at most PASSES_PER_RUN passes (minutes when busy,
- * about half an hour when idle). Remove it, with the patch, once no such run can exist (see CONTRIBUTING.md).
+ * The dispatcher loop as it was before the `dispatcher-v2` patch (commit 3348d5c), kept so that runs started by that
+ * code go on replaying exactly as they were written: they schedule `deliverDue` on their own task queue with a lease
+ * sized for the whole pass, and continue as new into the current loop after at most PASSES_PER_RUN passes (minutes
+ * when busy, about half an hour when idle). Once no such run exists anywhere, replace `patched` with `deprecatePatch`
+ * and delete this file and `deliverDue`; test/dispatcher.replay.test.ts replays a history recorded from that code.
  * Only what the workflow commands matters here; the pass itself is today's, reached through `deliverDue`.
  */
 
