@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { Pool } from 'pg';
+import { Client, type Pool } from 'pg';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { type DispatcherOptions, type DispatcherStats, resolveDispatcherOptions } from '../src/shared/delivery';
@@ -328,6 +328,43 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       assert.equal(after.autoPauses, 1);
     });
     assert.deepEqual(await statusCounts(h.pool), { delivered: 200 });
+  });
+
+  it('the database unreachable mid-delivery: failed passes are shown, the dispatcher goes on once it is back, attempts stay exact', async () => {
+    receiver.behaviour = () => ({ status: 200, delayMs: 20 });
+    const ids = await seedEvents(h.pool, 'outage', 1500);
+    const name = new URL(h.databaseUrl).pathname.slice(1);
+    const adminUrl = new URL(h.databaseUrl);
+    adminUrl.pathname = '/postgres';
+    const admin = new Client({ connectionString: adminUrl.toString() });
+    await admin.connect();
+    try {
+      await deliver(async () => {
+        const handle = await startDispatcher({ batchSize: 100, concurrency: 8 });
+        await waitFor('deliveries under way', async () => receiver.received.length >= 200, 60_000, 20);
+        // An outage: no new connection is accepted and every open one is cut, mid-pass.
+        await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`);
+        await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+        await waitFor('failed passes shown in stats', async () => ((await statsOf(handle)).lastError?.inARow ?? 0) >= 2, 60_000);
+        assert.match((await statsOf(handle)).lastError!.message, /not currently accepting connections|terminat/);
+        await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+        await waitFor('all delivered', async () => (await statusCounts(h.pool)).delivered === ids.length, 120_000);
+        assert.equal((await handle.describe()).status.name, 'RUNNING');
+      });
+    } finally {
+      await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+      await admin.end();
+    }
+    assert.deepEqual(await statusCounts(h.pool), { delivered: ids.length });
+    const seen = receiver.idsSeen();
+    assert.ok(ids.every((id) => seen.has(id)), 'every event reached the receiver');
+    const { rows: mismatched } = await h.pool.query(
+      `SELECT o.event_id FROM webhook_outbox o
+        LEFT JOIN (SELECT event_id, count(*) AS n, count(DISTINCT attempt_number) AS distinct_n FROM webhook_delivery_attempts GROUP BY event_id) a
+          USING (event_id)
+        WHERE a.n IS DISTINCT FROM o.attempts OR a.distinct_n <> a.n OR o.lease_owner IS NOT NULL`,
+    );
+    assert.deepEqual(mismatched, [], 'attempts = attempt-log rows, no lease left');
   });
 
   it('a claim is bounded by payload bytes: 1 MiB payloads drain with at most 2 x claimBytes held by a pass', async () => {
