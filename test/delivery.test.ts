@@ -302,33 +302,38 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     });
   });
 
-  it('a receiver that is down: pauses within the configured count, probes after the cool-down, resumes by itself once it answers', async () => {
-    await receiver.stop(); // connections refused from here on
-    await seedEvents(h.pool, 'down', 200, 1000);
-    const limit = 10;
-    const concurrency = 4;
-    await deliver(async () => {
-      const handle = await startDispatcher({ autoPauseAfter: limit, autoPauseCooldownMs: 60_000, concurrency, batchSize: 20, probeSize: 3 });
-      await waitFor('auto-paused', async () => (await statsOf(handle)).pauseReason === 'receiver-failing');
-      const sent = async () => Number((await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_delivery_attempts')).rows[0]!.n);
-      const beforePause = await sent();
-      // It stops sending once `limit` first attempts in a row failed; requests already in flight still finish.
-      assert.ok(beforePause >= limit && beforePause <= limit + concurrency - 1, `${beforePause} requests before pausing`);
-      // A shorter cool-down, applied to the pause under way: probes of 3 events each follow, and fail.
-      await handle.executeUpdate(configureUpdate, { args: [{ autoPauseCooldownMs: 300 }] });
-      await waitFor('two probes', async () => (await sent()) >= beforePause + 4);
-      const probing = await statsOf(handle);
-      assert.equal(probing.pauseReason, 'receiver-failing', 'still paused while the probes fail');
-      assert.equal(probing.autoPauses, 1);
-      await receiver.start(); // back, on the same port
-      await waitFor('all delivered', settled, 60_000);
-      await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === 200);
-      const after = await statsOf(handle);
-      assert.equal(after.paused, false, 'resumed by itself, without an operator');
-      assert.equal(after.autoPauses, 1);
+  for (const mode of ['refuses connections', 'answers 503 to every event'] as const) {
+    it(`a receiver that is down (${mode}): pauses within the configured count, probes after the cool-down, resumes by itself once it answers`, async () => {
+      let down = true;
+      if (mode === 'refuses connections') await receiver.stop();
+      else receiver.behaviour = () => (down ? { status: 503 } : { status: 200 });
+      await seedEvents(h.pool, 'down', 200, 1000);
+      const limit = 10;
+      const concurrency = 4;
+      await deliver(async () => {
+        const handle = await startDispatcher({ autoPauseAfter: limit, autoPauseCooldownMs: 60_000, concurrency, batchSize: 20, probeSize: 3 });
+        await waitFor('auto-paused', async () => (await statsOf(handle)).pauseReason === 'receiver-failing');
+        const sent = async () => Number((await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_delivery_attempts')).rows[0]!.n);
+        const beforePause = await sent();
+        // It stops sending once `limit` first attempts in a row failed; requests already in flight still finish.
+        assert.ok(beforePause >= limit && beforePause <= limit + concurrency - 1, `${beforePause} requests before pausing`);
+        // A shorter cool-down, applied to the pause under way: probes of 3 events each follow, and fail.
+        await handle.executeUpdate(configureUpdate, { args: [{ autoPauseCooldownMs: 300 }] });
+        await waitFor('two probes', async () => (await sent()) >= beforePause + 4);
+        const probing = await statsOf(handle);
+        assert.equal(probing.pauseReason, 'receiver-failing', 'still paused while the probes fail');
+        assert.equal(probing.autoPauses, 1);
+        down = false;
+        if (mode === 'refuses connections') await receiver.start(); // back, on the same port
+        await waitFor('all delivered', settled, 60_000);
+        await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === 200);
+        const after = await statsOf(handle);
+        assert.equal(after.paused, false, 'resumed by itself, without an operator');
+        assert.equal(after.autoPauses, 1);
+      });
+      assert.deepEqual(await statusCounts(h.pool), { delivered: 200 });
     });
-    assert.deepEqual(await statusCounts(h.pool), { delivered: 200 });
-  });
+  }
 
   it('the database unreachable mid-delivery: failed passes are shown, the dispatcher goes on once it is back, attempts stay exact', async () => {
     receiver.behaviour = () => ({ status: 200, delayMs: 20 });
