@@ -47,6 +47,10 @@ class Pass {
   private readonly notSent: HeldEvent[] = [];
   /** Senders holding an event until its rate-limit slot. */
   private waitingForSlot = 0;
+  /** Send loops running; more start whenever a claim brings events and there are fewer than `concurrency`. */
+  private sending = 0;
+  private sendersDone: () => void = () => undefined;
+  private sendError: unknown;
 
   constructor(
     private readonly pool: Pool,
@@ -79,9 +83,11 @@ class Pass {
     const ticker = setInterval(() => this.tick(), 1000);
     try {
       this.tick();
+      const allSent = new Promise<void>((resolve) => (this.sendersDone = resolve));
       await this.claims.claim(Math.max(1, this.rowsWanted()));
-      const senders = Math.max(1, Math.min(this.options.concurrency, this.claims.unsent));
-      await Promise.all(Array.from({ length: senders }, () => this.sendLoop()));
+      this.startSenders();
+      if (this.sending > 0) await allSent;
+      if (this.sendError !== undefined) throw this.sendError;
       return await this.finish();
     } finally {
       clearInterval(ticker);
@@ -95,6 +101,26 @@ class Pass {
 
   private get mustStop(): boolean {
     return this.hooks.cancelled() || this.recorder.failed || this.health.receiverDown || this.claims.leaseLost;
+  }
+
+  /**
+   * Send loops for the events just claimed, up to `concurrency` in all. A loop ends when it finds nothing to send and
+   * nothing more to claim (a pass holding its most bytes, say); the next claim starts loops again.
+   */
+  private startSenders(): void {
+    const more = Math.min(this.options.concurrency - this.sending, this.claims.unsent);
+    for (let i = 0; i < more; i++) {
+      this.sending++;
+      void this.sendLoop()
+        .catch((err: unknown) => (this.sendError ??= err))
+        .finally(() => {
+          if (--this.sending === 0) this.sendersDone();
+        });
+    }
+  }
+
+  private claim(): Promise<void> {
+    return this.claims.claim(this.rowsWanted()).then(() => this.startSenders());
   }
 
   /** One of `concurrency` loops: take the next claimed event, wait for its slot, post it, note the outcome. */
@@ -118,15 +144,13 @@ class Pass {
       const event = this.claims.take();
       if (event) return event;
       if (this.claims.claimInProgress) await this.claims.claimLanded();
-      else if (this.mayClaim()) await this.claims.claim(this.rowsWanted());
+      else if (this.mayClaim()) await this.claim();
       else return undefined;
     }
   }
 
   private claimAheadIfLow(): void {
-    if (!this.claims.claimInProgress && this.claims.unsent <= this.lowWater && this.mayClaim()) {
-      void this.claims.claim(this.rowsWanted());
-    }
+    if (!this.claims.claimInProgress && this.claims.unsent <= this.lowWater && this.mayClaim()) void this.claim();
   }
 
   private mayClaim(): boolean {
