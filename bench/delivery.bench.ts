@@ -12,8 +12,9 @@ import { Agent } from 'undici';
 import { BENCH_DATABASE_URL, benchTemporal } from './common';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
-import { createDeliveryAgent } from '../src/delivery/dispatch';
+import { createDeliveryAgent } from '../src/delivery/http';
 import { signedHeaders } from '../src/delivery/signing';
+import { resolveDispatcherOptions } from '../src/shared/delivery';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { createWorker } from '../src/worker';
 
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
     );
     const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000 });
     let next = 0;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -99,6 +101,7 @@ async function main(): Promise<void> {
       }),
     );
     const ms = performance.now() - t0;
+    plainCpu.push(cpuSeconds(cpu0));
     await agent.close();
     return ms;
   };
@@ -109,11 +112,13 @@ async function main(): Promise<void> {
     await seed();
     await pool.query('ANALYZE webhook_outbox');
     const receivedBefore = (await receiverCounts()).received;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const handle = await env.client.workflow.start(webhookDispatcher, {
       taskQueue: 'bench',
       workflowId: `webhook-dispatcher/bench-${round}`,
-      args: [{ shard: 0, shards: 1, options: { concurrency: CONCURRENCY, ...TUNING } }],
+      // Complete settings, as a worker starts a dispatcher (see src/delivery/fleet.ts).
+      args: [{ shard: 0, shards: 1, options: resolveDispatcherOptions({ concurrency: CONCURRENCY, ...TUNING }).options }],
     });
     // Watch the receiver, not the outbox, until every event has arrived: counting delivered rows every 50 ms
     // is a scan of a table that grows by a dead version per write, and took a good part of a core from the
@@ -125,12 +130,21 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const ms = performance.now() - t0;
+    dispatcherCpu.push(cpuSeconds(cpu0));
     await handle.terminate('benchmark round over');
     return ms;
   };
 
   const plain: number[] = [];
   const dispatched: number[] = [];
+  // CPU seconds of this process (the worker, or the plain client) per round: less at the mercy of a busy machine
+  // than wall time, which other processes' load stretches.
+  const plainCpu: number[] = [];
+  const dispatcherCpu: number[] = [];
+  const cpuSeconds = (since: NodeJS.CpuUsage) => {
+    const used = process.cpuUsage(since);
+    return (used.user + used.system) / 1e6;
+  };
   let attempts = 0;
   await worker.runUntil(async () => {
     for (let round = 0; round < ROUNDS; round++) {
@@ -153,6 +167,7 @@ async function main(): Promise<void> {
   console.log(`events=${EVENTS} concurrency=${CONCURRENCY} rounds=${ROUNDS} tuning=${JSON.stringify(TUNING)} receiver verified=${counts.received} rejected=${counts.bad}`);
   console.log(`plain keep-alive client:  best ${best(plain).toFixed(0)} ms, ${rate(best(plain))} deliveries/s (all: ${list(plain)} ms)`);
   console.log(`webhookDispatcher drain:  best ${best(dispatched).toFixed(0)} ms, ${rate(best(dispatched))} deliveries/s (all: ${list(dispatched)} ms)`);
+  console.log(`CPU seconds of this process per round: plain ${plainCpu.map((c) => c.toFixed(1)).join(', ')}; dispatcher ${dispatcherCpu.map((c) => c.toFixed(1)).join(', ')}`);
   console.log(`ratio of bests (dispatcher / plain): ${(best(plain) / best(dispatched)).toFixed(2)}x; per-round ratios: ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
 }
 

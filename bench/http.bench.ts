@@ -11,7 +11,7 @@ import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClaimedEvent } from '../src/db/queries';
-import { createDeliveryAgent, type DeliveryTarget } from '../src/delivery/dispatch';
+import { createDeliveryAgent, type DeliveryTarget } from '../src/delivery/http';
 import { postOnce } from '../src/delivery/http';
 import { signedHeaders } from '../src/delivery/signing';
 

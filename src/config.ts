@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
 import { parseSigningSecret, SigningSecretError } from './delivery/signing';
-import { DEFAULT_DISPATCHER_OPTIONS, type DispatcherOptions } from './shared/delivery';
+import { DISPATCHER_SETTINGS, type DispatcherOptions, resolveDispatcherOptions, settingProblems } from './shared/delivery';
 import { parseInputRoots } from './input-files';
 import { maskConnectionString } from './db/conninfo';
 
@@ -15,26 +15,6 @@ const positiveInt = (name: string) =>
     .regex(/^\d+$/, `${name} must be a whole number >= 1`)
     .transform(Number)
     .refine((n) => Number.isSafeInteger(n) && n >= 1, `${name} must be a whole number >= 1`);
-
-/**
- * Delivery settings beyond these are mistakes, not tuning: a minimum catches seconds written as milliseconds,
- * a maximum keeps leases, heartbeats and one pass's memory within reason (README, Configuration).
- */
-export const WEBHOOK_LIMITS = {
-  batchSize: { min: 1, max: 10_000 },
-  concurrency: { min: 1, max: 256 },
-  timeoutMs: { min: 100, max: 60_000 },
-  ratePerSecond: { max: 10_000 },
-  backoffMs: { min: 1, max: 86_400_000 },
-  autoPauseCooldownMs: { min: 1_000, max: 3_600_000 },
-} as const;
-
-const boundedInt = (name: string, { min, max }: { min: number; max: number }, unit = '') =>
-  z
-    .string()
-    .regex(/^\d+$/, `${name} must be a whole number from ${min} to ${max}${unit}`)
-    .transform(Number)
-    .refine((n) => Number.isSafeInteger(n) && n >= min && n <= max, `${name} must be a whole number from ${min} to ${max}${unit}`);
 
 /** Checks a text setting with `parse`, whose error message follows the variable's name; the value is never echoed. */
 const checked = (name: string, parse: (value: string) => unknown, errorType: new (...args: never[]) => Error) =>
@@ -57,26 +37,6 @@ const envSchema = z.object({
   WEBHOOK_URL: checked('WEBHOOK_URL', parseWebhookUrl, WebhookUrlError).optional(),
   WEBHOOK_SECRET: checked('WEBHOOK_SECRET', parseSigningSecret, SigningSecretError).optional(),
   WEBHOOK_PREVIOUS_SECRET: checked('WEBHOOK_PREVIOUS_SECRET', parseSigningSecret, SigningSecretError).optional(),
-  WEBHOOK_TIMEOUT_MS: boundedInt('WEBHOOK_TIMEOUT_MS', WEBHOOK_LIMITS.timeoutMs, ' (milliseconds)').optional(),
-  WEBHOOK_CONCURRENCY: boundedInt('WEBHOOK_CONCURRENCY', WEBHOOK_LIMITS.concurrency).optional(),
-  WEBHOOK_BATCH_SIZE: boundedInt('WEBHOOK_BATCH_SIZE', WEBHOOK_LIMITS.batchSize).optional(),
-  WEBHOOK_RATE_LIMIT: z
-    .string()
-    .regex(/^\d+(\.\d+)?$/, 'WEBHOOK_RATE_LIMIT must be a number of deliveries per second (0: no limit)')
-    .transform(Number)
-    .refine(
-      (n) => n <= WEBHOOK_LIMITS.ratePerSecond.max,
-      `WEBHOOK_RATE_LIMIT must be at most ${WEBHOOK_LIMITS.ratePerSecond.max} deliveries per second (0: no limit)`,
-    )
-    .optional(),
-  WEBHOOK_BACKOFF_BASE_MS: boundedInt('WEBHOOK_BACKOFF_BASE_MS', WEBHOOK_LIMITS.backoffMs, ' (milliseconds)').optional(),
-  WEBHOOK_BACKOFF_CAP_MS: boundedInt('WEBHOOK_BACKOFF_CAP_MS', WEBHOOK_LIMITS.backoffMs, ' (milliseconds)').optional(),
-  WEBHOOK_AUTO_PAUSE_AFTER: positiveInt('WEBHOOK_AUTO_PAUSE_AFTER').optional(),
-  WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: boundedInt(
-    'WEBHOOK_AUTO_PAUSE_COOLDOWN_MS',
-    WEBHOOK_LIMITS.autoPauseCooldownMs,
-    ' (milliseconds)',
-  ).optional(),
 });
 
 export interface AppConfig {
@@ -106,13 +66,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (d.WEBHOOK_URL && !d.WEBHOOK_SECRET) {
     throw new ConfigError('WEBHOOK_URL is set but WEBHOOK_SECRET is not; set the signing secret (deliveries are always signed)');
   }
-  const backoffBase = d.WEBHOOK_BACKOFF_BASE_MS ?? DEFAULT_DISPATCHER_OPTIONS.backoffBaseMs;
-  const backoffCap = d.WEBHOOK_BACKOFF_CAP_MS ?? DEFAULT_DISPATCHER_OPTIONS.backoffCapMs;
-  if (backoffBase > backoffCap) {
-    throw new ConfigError(
-      `WEBHOOK_BACKOFF_BASE_MS (${backoffBase}) is above WEBHOOK_BACKOFF_CAP_MS (${backoffCap}); the first retry delay cannot exceed the longest`,
-    );
-  }
   const warnings: string[] = [];
   for (const [name, secret] of [['WEBHOOK_SECRET', d.WEBHOOK_SECRET], ['WEBHOOK_PREVIOUS_SECRET', d.WEBHOOK_PREVIOUS_SECRET]] as const) {
     const warning = secret === undefined ? null : parseSigningSecret(secret).warning;
@@ -124,15 +77,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const dispatcher: Partial<DispatcherOptions> = {};
-  if (d.WEBHOOK_TIMEOUT_MS !== undefined) dispatcher.requestTimeoutMs = d.WEBHOOK_TIMEOUT_MS;
-  if (d.WEBHOOK_CONCURRENCY !== undefined) dispatcher.concurrency = d.WEBHOOK_CONCURRENCY;
-  if (d.WEBHOOK_BATCH_SIZE !== undefined) dispatcher.batchSize = d.WEBHOOK_BATCH_SIZE;
-  if (d.WEBHOOK_RATE_LIMIT !== undefined) dispatcher.ratePerSecond = d.WEBHOOK_RATE_LIMIT;
-  if (d.WEBHOOK_BACKOFF_BASE_MS !== undefined) dispatcher.backoffBaseMs = d.WEBHOOK_BACKOFF_BASE_MS;
-  if (d.WEBHOOK_BACKOFF_CAP_MS !== undefined) dispatcher.backoffCapMs = d.WEBHOOK_BACKOFF_CAP_MS;
-  if (d.WEBHOOK_AUTO_PAUSE_AFTER !== undefined) dispatcher.autoPauseAfter = d.WEBHOOK_AUTO_PAUSE_AFTER;
-  if (d.WEBHOOK_AUTO_PAUSE_COOLDOWN_MS !== undefined) dispatcher.autoPauseCooldownMs = d.WEBHOOK_AUTO_PAUSE_COOLDOWN_MS;
+  const dispatcher = dispatcherSettingsFrom(env);
   return {
     databaseUrl: d.DATABASE_URL,
     taskQueue: d.GOTONG_TASK_QUEUE,
@@ -145,6 +90,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     warnings,
     inputRoots,
   };
+}
+
+/** Dispatcher settings given in the environment (named in DISPATCHER_SETTINGS), within the bounds `delivery configure` keeps. */
+function dispatcherSettingsFrom(env: NodeJS.ProcessEnv): Partial<DispatcherOptions> {
+  const given: Partial<DispatcherOptions> = {};
+  const problems: string[] = [];
+  for (const spec of DISPATCHER_SETTINGS) {
+    const text = spec.env ? env[spec.env]?.trim() : undefined;
+    if (!spec.env || !text) continue;
+    const pattern = spec.unit === 'per-second' ? /^\d+(\.\d+)?$/ : /^\d+$/;
+    if (!pattern.test(text)) {
+      const what = spec.unit === 'per-second' ? 'a number of deliveries per second (0: no limit)' : `a whole number${spec.unit === 'ms' ? ' of milliseconds' : spec.unit === 'bytes' ? ' of bytes' : ''}`;
+      problems.push(`${spec.env} must be ${what}, not '${text}'`);
+      continue;
+    }
+    given[spec.key] = Number(text);
+  }
+  // Checked as a dispatcher started by this worker would run: these values over the defaults.
+  if (problems.length === 0) problems.push(...settingProblems(resolveDispatcherOptions(given).options, (spec) => spec.env ?? spec.key));
+  if (problems.length > 0) throw new ConfigError(problems.join('; '));
+  return given;
 }
 
 /**

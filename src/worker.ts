@@ -1,12 +1,12 @@
-import type { Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createActivities } from './activities';
-import type { DeliveryTarget } from './delivery/dispatch';
+import type { DeliveryTarget } from './delivery/http';
 import type { WorkerMetrics } from './metrics';
-import { type DispatcherOptions, dispatcherWorkflowId } from './shared/delivery';
-import type { webhookDispatcher } from './workflows/dispatcher';
+import { deliveryTaskQueue, PASS_HEARTBEAT_MS } from './shared/delivery';
 import { prebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflow-bundle';
+
+export { ensureDispatchers } from './delivery/fleet';
 
 export interface WorkerSetup {
   connection: NativeConnection;
@@ -30,42 +30,76 @@ function workflowCode(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'>
   return { workflowsPath: WORKFLOWS_PATH };
 }
 
-export async function createWorker(setup: WorkerSetup): Promise<Worker> {
-  return Worker.create({
-    connection: setup.connection,
-    namespace: setup.namespace,
-    taskQueue: setup.taskQueue,
-    ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : workflowCode()),
-    activities: createActivities({ pool: setup.pool, delivery: setup.delivery, metrics: setup.metrics, inputRoots: setup.inputRoots }),
-    // Batch and delivery activities are I/O-bound; each holds at most one database connection at a time.
-    maxConcurrentActivityTaskExecutions: 20,
-    // Heartbeats reach the server every 3 s (not 80% of the timeout): a run's cancellation reaches its
-    // batch within seconds, and a heartbeat is never late because one report waited out the throttle.
-    maxHeartbeatThrottleInterval: '3 seconds',
-  });
+/** The Temporal workers of one process, run and stopped together. */
+export interface GotongWorker {
+  run(): Promise<void>;
+  /** Runs until `fn` settles, then shuts down (as Worker.runUntil). */
+  runUntil<T>(fn: () => Promise<T>): Promise<T>;
+  shutdown(): void;
 }
 
 /**
- * Makes sure `shards` dispatcher runs exist (`webhook-dispatcher/0..shards-1`). Idempotent: a shard
- * that is already running is left as it is, so every worker can call this at start.
+ * Workflows and batch activities on `taskQueue`; with a receiver configured, also a second worker on the delivery
+ * task queue (`<taskQueue>-delivery`) for delivery passes. Delivery work reaches only processes that can deliver:
+ * a worker without WEBHOOK_URL (one that only reads backfill files, say) never polls that queue, so it can neither
+ * take a pass it would fail nor stand in the way of the dispatcher.
  */
-export async function ensureDispatchers(
-  client: Client,
-  taskQueue: string,
-  shards: number,
-  options: Partial<DispatcherOptions>,
-): Promise<string[]> {
-  const ids: string[] = [];
-  for (let shard = 0; shard < shards; shard++) {
-    const workflowId = dispatcherWorkflowId(shard);
-    await client.workflow.start<typeof webhookDispatcher>('webhookDispatcher', {
-      taskQueue,
-      workflowId,
-      args: [{ shard, shards, options }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    });
-    ids.push(workflowId);
+export async function createWorker(setup: WorkerSetup): Promise<GotongWorker> {
+  const { deliverPass, deliverDue, ...batchActivities } = createActivities({
+    pool: setup.pool,
+    delivery: setup.delivery,
+    metrics: setup.metrics,
+    inputRoots: setup.inputRoots,
+  });
+  // Dispatchers started before the delivery queue existed schedule their passes (deliverDue) here, until they
+  // continue as new; only a worker that can deliver takes them.
+  const activities = setup.delivery ? { ...batchActivities, deliverDue } : batchActivities;
+  const workers = [
+    await Worker.create({
+      connection: setup.connection,
+      namespace: setup.namespace,
+      taskQueue: setup.taskQueue,
+      ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : workflowCode()),
+      activities,
+      // Batch activities are I/O-bound; each holds at most one database connection at a time.
+      maxConcurrentActivityTaskExecutions: 20,
+      // Heartbeats reach the server every 3 s (not 80% of the timeout): a run's cancellation reaches its
+      // batch within seconds, and a heartbeat is never late because one report waited out the throttle.
+      maxHeartbeatThrottleInterval: '3 seconds',
+    }),
+  ];
+  if (setup.delivery) {
+    workers.push(
+      await Worker.create({
+        connection: setup.connection,
+        namespace: setup.namespace,
+        taskQueue: deliveryTaskQueue(setup.taskQueue),
+        activities: { deliverPass },
+        maxHeartbeatThrottleInterval: PASS_HEARTBEAT_MS,
+        // Each pass holds at most 2 x claimBytes of payload (see ClaimQueue): this bounds a worker's share.
+        maxConcurrentActivityTaskExecutions: MAX_PASSES_PER_WORKER,
+      }),
+    );
   }
-  return ids;
+  return group(workers);
+}
+
+/** Delivery passes one worker process runs at once (up to 3 per shard while a backlog lasts). */
+export const MAX_PASSES_PER_WORKER = 8;
+
+function group(workers: Worker[]): GotongWorker {
+  return {
+    async run() {
+      await Promise.all(workers.map((w) => w.run()));
+    },
+    async runUntil<T>(fn: () => Promise<T>): Promise<T> {
+      // The workers start polling right after `fn` starts, within the same tick.
+      const settled = fn();
+      const results = await Promise.all(workers.map((w) => w.runUntil(settled)));
+      return results[0] as T;
+    },
+    shutdown() {
+      for (const w of workers) w.shutdown();
+    },
+  };
 }

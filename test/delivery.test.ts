@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { DispatcherOptions, DispatcherStats } from '../src/shared/delivery';
-import { webhookDispatcher } from '../src/workflows/dispatcher';
+import { Client, type Pool } from 'pg';
+import { createPool } from '../src/db/pool';
+import { migrate, recreateDatabase } from '../src/db/migrate';
+import { type DispatcherOptions, type DispatcherStats, resolveDispatcherOptions } from '../src/shared/delivery';
+import { configureUpdate, webhookDispatcher } from '../src/workflows/dispatcher';
 import { TestReceiver, type Action } from './helpers/receiver';
 import {
   getHarness,
@@ -57,14 +60,22 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     await receiver.stop();
   });
 
-  async function startDispatcher(options: Partial<DispatcherOptions> = {}) {
+  /** A dispatcher with FAST settings over the defaults (complete, as a worker starts one), or the defaults alone. */
+  async function startDispatcher(options: Partial<DispatcherOptions> = {}, base: Partial<DispatcherOptions> = FAST, queue = taskQueue) {
     const handle = await h.env.client.workflow.start(webhookDispatcher, {
-      taskQueue,
+      taskQueue: queue,
       workflowId: `webhook-dispatcher/test-${randomUUID()}`,
-      args: [{ shard: 0, shards: 1, options: { ...FAST, ...options } }],
+      args: [{ shard: 0, shards: 1, options: resolveDispatcherOptions({ ...base, ...options }).options }],
     });
     dispatchers.push(handle);
     return handle;
+  }
+  const statsOf = (handle: WorkflowHandle) => handle.query<DispatcherStats>('stats');
+  async function attemptCounts(): Promise<Map<string, number[]>> {
+    const { rows } = await h.pool.query<{ event_id: string; numbers: number[] }>(
+      'SELECT event_id, array_agg(attempt_number ORDER BY attempt_number) AS numbers FROM webhook_delivery_attempts GROUP BY event_id',
+    );
+    return new Map(rows.map((r) => [r.event_id, r.numbers]));
   }
   const deliver = <T>(fn: () => Promise<T>, previousSecret?: string) =>
     withWorker(taskQueue, fn, { url: receiver.url, secret: SECRET, previousSecret });
@@ -230,6 +241,202 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     for (let i = 0; i < times.length; i++) {
       const inWindow = times.filter((t) => t >= times[i]! && t < times[i]! + 1000).length;
       assert.ok(inWindow <= rate + 1, `${inWindow} deliveries within one second`);
+    }
+  });
+  it('a receiver that rejects one event in four never pauses delivery: 2,000 events settle, the rejected ones after exactly 3 attempts', async () => {
+    const ids = await seedEvents(h.pool, 'share', 2000, 3);
+    const rejected = new Set(ids.filter((_, i) => i % 4 === 0));
+    receiver.behaviour = (id) => (rejected.has(id) ? { status: 500 } : { status: 200 });
+    let everPaused = false;
+    await deliver(async () => {
+      // The production defaults: a threshold of 50, backoff from 1 s, so the rejected quarter's retries come due together.
+      const handle = await startDispatcher({}, {});
+      await waitFor(
+        'the backlog settled',
+        async () => {
+          everPaused ||= (await statsOf(handle)).paused;
+          return settled();
+        },
+        60_000,
+      );
+      await waitFor('stats caught up', async () => (await statsOf(handle)).deadLettered === 500);
+      const stats = await statsOf(handle);
+      assert.equal(stats.autoPauses, 0);
+      assert.equal(stats.lastError, null);
+    });
+    assert.equal(everPaused, false, 'delivery was never paused');
+    assert.deepEqual(await statusCounts(h.pool), { delivered: 1500, dead_letter: 500 });
+    const attempts = await attemptCounts();
+    for (const id of ids) assert.deepEqual(attempts.get(id), rejected.has(id) ? [1, 2, 3] : [1], id);
+    const { rows } = await h.pool.query<{ status: string; attempts: number; n: string }>(
+      'SELECT status, attempts, count(*) AS n FROM webhook_outbox GROUP BY 1, 2 ORDER BY 1',
+    );
+    assert.deepEqual(rows.map((r) => [r.status, r.attempts, Number(r.n)]), [['delivered', 1, 1500], ['dead_letter', 3, 500]]);
+  });
+
+  it('retries of events that keep failing neither count towards auto-pause nor starve fresh events', async () => {
+    // Half of the first wave fails for good (and keeps retrying every 20-50 ms); the other half is accepted.
+    const first = await seedEvents(h.pool, 'poison', 200, 1000);
+    const poison = new Set(first.filter((_, i) => i % 2 === 0));
+    receiver.behaviour = (id) => (poison.has(id) ? { status: 503 } : { status: 200 });
+    await deliver(async () => {
+      const handle = await startDispatcher({ autoPauseAfter: 20, backoffBaseMs: 20, backoffCapMs: 50 });
+      const retriedEnough = async () => {
+        const { rows } = await h.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_delivery_attempts WHERE attempt_number > 5`);
+        return Number(rows[0]!.n) >= 200;
+      };
+      // Thousands of failed retries in a row now: a streak of attempts would have paused long ago.
+      await waitFor('the poison events retried many times over', retriedEnough, 60_000);
+      const fresh = await seedEvents(h.pool, 'fresh', 500);
+      await waitFor('every fresh event delivered', async () => {
+        const { rows } = await h.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE event_id LIKE 'fresh_%' AND status = 'delivered'`);
+        return Number(rows[0]!.n) === fresh.length;
+      }, 60_000);
+      const stats = await statsOf(handle);
+      assert.equal(stats.autoPauses, 0);
+      assert.equal(stats.paused, false);
+      const { rows } = await h.pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM webhook_outbox WHERE event_id LIKE 'poison_%' AND status IN ('retrying', 'in_flight')`,
+      );
+      assert.equal(Number(rows[0]!.n), 100, 'the poison events were still retrying meanwhile');
+    });
+  });
+
+  for (const mode of ['refuses connections', 'answers 503 to every event'] as const) {
+    it(`a receiver that is down (${mode}): pauses within the configured count, probes after the cool-down, resumes by itself once it answers`, async () => {
+      let down = true;
+      if (mode === 'refuses connections') await receiver.stop();
+      else receiver.behaviour = () => (down ? { status: 503 } : { status: 200 });
+      await seedEvents(h.pool, 'down', 200, 1000);
+      const limit = 10;
+      const concurrency = 4;
+      await deliver(async () => {
+        const handle = await startDispatcher({ autoPauseAfter: limit, autoPauseCooldownMs: 60_000, concurrency, batchSize: 20, probeSize: 3 });
+        await waitFor('auto-paused', async () => (await statsOf(handle)).pauseReason === 'receiver-failing');
+        const sent = async () => Number((await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_delivery_attempts')).rows[0]!.n);
+        const beforePause = await sent();
+        // It stops sending once `limit` first attempts in a row failed; requests already in flight still finish.
+        assert.ok(beforePause >= limit && beforePause <= limit + concurrency - 1, `${beforePause} requests before pausing`);
+        // A shorter cool-down, applied to the pause under way: probes of 3 events each follow, and fail.
+        await handle.executeUpdate(configureUpdate, { args: [{ autoPauseCooldownMs: 300 }] });
+        await waitFor('two probes', async () => (await sent()) >= beforePause + 4);
+        const probing = await statsOf(handle);
+        assert.equal(probing.pauseReason, 'receiver-failing', 'still paused while the probes fail');
+        assert.equal(probing.autoPauses, 1);
+        down = false;
+        if (mode === 'refuses connections') await receiver.start(); // back, on the same port
+        await waitFor('all delivered', settled, 60_000);
+        await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === 200);
+        const after = await statsOf(handle);
+        assert.equal(after.paused, false, 'resumed by itself, without an operator');
+        assert.equal(after.autoPauses, 1);
+      });
+      assert.deepEqual(await statusCounts(h.pool), { delivered: 200 });
+    });
+  }
+
+  it('the database unreachable mid-delivery: failed passes are shown, the dispatcher goes on once it is back, attempts stay exact', async () => {
+    receiver.behaviour = () => ({ status: 200, delayMs: 20 });
+    const ids = await seedEvents(h.pool, 'outage', 1500);
+    const name = new URL(h.databaseUrl).pathname.slice(1);
+    const adminUrl = new URL(h.databaseUrl);
+    adminUrl.pathname = '/postgres';
+    const admin = new Client({ connectionString: adminUrl.toString() });
+    await admin.connect();
+    try {
+      await deliver(async () => {
+        const handle = await startDispatcher({ batchSize: 100, concurrency: 8 });
+        await waitFor('deliveries under way', async () => receiver.received.length >= 200, 60_000, 20);
+        // An outage: no new connection is accepted and every open one is cut, mid-pass.
+        await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`);
+        await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+        await waitFor('failed passes shown in stats', async () => ((await statsOf(handle)).lastError?.inARow ?? 0) >= 2, 60_000);
+        assert.match((await statsOf(handle)).lastError!.message, /not currently accepting connections|terminat/);
+        await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+        await waitFor('all delivered', async () => (await statusCounts(h.pool)).delivered === ids.length, 120_000);
+        assert.equal((await handle.describe()).status.name, 'RUNNING');
+      });
+    } finally {
+      await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+      await admin.end();
+    }
+    assert.deepEqual(await statusCounts(h.pool), { delivered: ids.length });
+    const seen = receiver.idsSeen();
+    assert.ok(ids.every((id) => seen.has(id)), 'every event reached the receiver');
+    const { rows: mismatched } = await h.pool.query(
+      `SELECT o.event_id FROM webhook_outbox o
+        LEFT JOIN (SELECT event_id, count(*) AS n, count(DISTINCT attempt_number) AS distinct_n FROM webhook_delivery_attempts GROUP BY event_id) a
+          USING (event_id)
+        WHERE a.n IS DISTINCT FROM o.attempts OR a.distinct_n <> a.n OR o.lease_owner IS NOT NULL`,
+    );
+    assert.deepEqual(mismatched, [], 'attempts = attempt-log rows, no lease left');
+  });
+
+  it('a claim is bounded by payload bytes: 1 MiB payloads drain with at most 2 x claimBytes held by a pass', async () => {
+    receiver.keepBodies = false;
+    const count = 40;
+    const claimBytes = 4 * 1024 * 1024;
+    await h.pool.query(
+      `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload, status, attempts, max_attempts, next_attempt_at)
+       SELECT 'big_' || i, 'contribution_created', '1', 'req_big_' || i, 'user_1',
+              jsonb_build_object('event_id', 'big_' || i, 'blob', repeat(md5(i::text), 32768)), 'pending', 0, 5, now()
+         FROM generate_series(1, $1::int) AS i`,
+      [count],
+    );
+    await deliver(async () => {
+      const handle = await startDispatcher({ batchSize: 1000, concurrency: 64, claimBytes });
+      await waitFor('all delivered', settled, 60_000);
+      // The outbox shows an outcome as soon as it is written; the pass's figures reach the workflow when it ends.
+      await waitFor('stats caught up', async () => (await statsOf(handle)).delivered === count);
+      const stats = await statsOf(handle);
+      // A claim takes what fits in claimBytes (or one event); a pass claims again only while it holds at most that.
+      assert.ok(stats.peakPassBytes >= 1024 * 1024, `peak ${stats.peakPassBytes} bytes`);
+      assert.ok(stats.peakPassBytes <= 2 * claimBytes, `peak ${stats.peakPassBytes} bytes against a bound of ${2 * claimBytes}`);
+    });
+    assert.deepEqual(await statusCounts(h.pool), { delivered: count });
+    assert.equal(receiver.received.length, count);
+    assert.ok(receiver.received.every((r) => r.bytes > 1024 * 1024 && r.grVerifiedWith === SECRET));
+  });
+
+  it('holds 0.5 and 1 deliveries per second within 10% over a minute, across pass boundaries', async function () {
+    this.timeout(180_000);
+    // Two dispatchers at once, each on a database of its own, so the minute is spent once.
+    const otherUrl = `${h.databaseUrl}_rate`;
+    await recreateDatabase(otherUrl);
+    const otherPool: Pool = createPool(otherUrl, 10);
+    const slowReceiver = await new TestReceiver([SECRET]).start();
+    try {
+      await migrate(otherPool);
+      const otherQueue = uniqueTaskQueue('delivery-rate');
+      await seedEvents(h.pool, 'rate1', 61);
+      await seedEvents(otherPool, 'rate05', 31);
+      await deliver(() =>
+        withWorker(
+          otherQueue,
+          async () => {
+            await startDispatcher({ ratePerSecond: 1, streamMs: 2_000 });
+            await startDispatcher({ ratePerSecond: 0.5, streamMs: 2_000 }, FAST, otherQueue);
+            await waitFor('both drained', async () => slowReceiver.received.length === 31 && receiver.received.length === 61, 150_000, 500);
+          },
+          { url: slowReceiver.url, secret: SECRET },
+          { pool: otherPool },
+        ),
+      );
+      for (const [rate, got] of [[1, receiver.received], [0.5, slowReceiver.received]] as const) {
+        const times = got.map((r) => r.at).sort((a, b) => a - b);
+        const seconds = (times.at(-1)! - times[0]!) / 1000;
+        const observed = (times.length - 1) / seconds;
+        assert.ok(seconds >= 55, `${rate}/s took ${seconds.toFixed(1)} s`);
+        assert.ok(Math.abs(observed - rate) / rate <= 0.1, `observed ${observed.toFixed(3)}/s against a limit of ${rate}/s`);
+        // No burst where one pass ends and the next begins: any ten seconds hold at most one more than the rate allows.
+        for (const start of times) {
+          const inWindow = times.filter((t) => t >= start && t < start + 10_000).length;
+          assert.ok(inWindow <= rate * 10 + 1, `${inWindow} deliveries within ten seconds at ${rate}/s`);
+        }
+      }
+    } finally {
+      await slowReceiver.stop();
+      await otherPool.end();
     }
   });
 });

@@ -488,7 +488,7 @@ describe('webhookRecoveryRunbook, safe to operate (real Temporal server, Postgre
 
       // 3. Only the runbook runs: the reset run meets the old child, still open, and waits for it.
       const worker = await createWorker({ connection: h.env.nativeConnection, namespace: 'default', taskQueue, pool: h.pool, workflowBundle: runbookOnly });
-      await worker.runUntil(
+      await worker.runUntil(() =>
         waitFor('step 2 waiting for the old child', async () => (await reset.query<RunbookProgress>('progress')).steps[1]!.waitingFor === childId(handle.workflowId)),
       );
       assert.equal((await h.env.client.workflow.getHandle(childId(handle.workflowId), oldChild.runId).describe()).status.name, 'RUNNING');

@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { deliverPass, type DeliveryTarget } from '../delivery/dispatch';
-import type { DeliverPassInput, DeliverPassResult } from '../shared/delivery';
+import type { DeliveryTarget } from '../delivery/http';
+import { deliverPass } from '../delivery/pass';
+import { type DeliverPassInput, type DeliverPassResult, type PassInputBeforeV2, resolveDispatcherOptions } from '../shared/delivery';
 import { loadEventIds, runReplayBatch } from '../replay/batch';
 import type { ReplayBatchInput, ReplayBatchResult, ReplayFilter, ReplayPreview } from '../shared/replay';
 import type { Pool } from 'pg';
@@ -15,7 +16,7 @@ import type { BackfillBatchInput, BackfillBatchResult, FileFingerprint } from '.
 
 export interface ActivityDeps {
   pool: Pool;
-  /** Absent on a worker without WEBHOOK_URL: such a worker refuses delivery passes. */
+  /** Absent on a worker without WEBHOOK_URL: such a worker does not poll the delivery task queue. */
   delivery?: DeliveryTarget;
   /** Directories input files may be read from (GOTONG_INPUT_ROOTS); default: the environment's setting. */
   inputRoots?: readonly string[];
@@ -66,6 +67,22 @@ export function createActivities({ pool: sharedPool, delivery, metrics, inputRoo
   // Each activity's database work goes through its cancellation signal: a cancelled or timed-out attempt has
   // its statements cancelled in PostgreSQL instead of running on beside its retry (see src/db/cancellable.ts).
   const db = () => cancellablePool(sharedPool, Context.current().cancellationSignal);
+  const runPass = (input: DeliverPassInput): Promise<DeliverPassResult> => {
+    if (!delivery) {
+      throw ApplicationFailure.nonRetryable(
+        'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',
+        'DeliveryNotConfigured',
+      );
+    }
+    const ctx = Context.current();
+    return deliverPass(db(), delivery, input, {
+      heartbeat: (details) => ctx.heartbeat(details),
+      cancelled: () => ctx.cancellationSignal.aborted,
+      leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
+      metrics: metrics?.delivery,
+    });
+  };
+
   return {
     async inspectBackfillFile(path: string): Promise<FileFingerprint> {
       return heartbeating(() => fingerprintFile(path, inputRoots));
@@ -82,20 +99,22 @@ export function createActivities({ pool: sharedPool, delivery, metrics, inputRoo
       return heartbeating(() => settledBatch(db(), input.runKey, input.batchKey));
     },
 
-    async deliverDue(input: DeliverPassInput): Promise<DeliverPassResult> {
-      if (!delivery) {
-        throw ApplicationFailure.nonRetryable(
-          'this worker has no WEBHOOK_URL, so it cannot deliver; set WEBHOOK_URL and WEBHOOK_SECRET and restart it',
-          'DeliveryNotConfigured',
-        );
-      }
-      const ctx = Context.current();
-      return deliverPass(db(), delivery, input, {
-        heartbeat: (details) => ctx.heartbeat(details),
-        cancelled: () => ctx.cancellationSignal.aborted,
-        leaseOwnerPrefix: `${ctx.info.workflowExecution?.workflowId ?? 'standalone'}/${ctx.info.activityId}#${ctx.info.attempt}`,
-        metrics: metrics?.delivery,
-      });
+    /**
+     * One delivery pass. Registered only by workers that can deliver, on the delivery task queue (see src/worker.ts);
+     * the check below guards against a worker wired up by hand without a receiver.
+     */
+    async deliverPass(input: DeliverPassInput): Promise<DeliverPassResult> {
+      return runPass(input);
+    },
+
+    /**
+     * The pass as dispatchers started before the `dispatcher-v2` patch schedule it (on the main task queue, with
+     * partial settings and a lease for the whole pass): today's pass, with today's renewed leases. Registered only
+     * by workers that can deliver; see src/workflows/dispatcher-before-v2.ts.
+     */
+    async deliverDue(input: PassInputBeforeV2): Promise<DeliverPassResult> {
+      const { options } = resolveDispatcherOptions(input.options);
+      return runPass({ options, wantSnapshot: input.wantSnapshot, streamMs: input.streamMs });
     },
 
     /** One statement over every matching row (2,000,000 take a few seconds), heartbeating while it runs. */

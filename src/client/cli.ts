@@ -8,7 +8,7 @@ import { runBackfill } from './backfill';
 import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, Detached, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
-import { runDeliveryControl } from './delivery';
+import { CONFIGURE_FLAGS, CONFIGURE_OPTION_NAMES, configPatchFromFlags, runDeliveryConfigure, runDeliveryControl } from './delivery';
 import { runbookInputFrom, runbookWorkflowId, runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
 import { resolveBackfillFile } from './backfill';
 import { startDetached } from './watch';
@@ -19,6 +19,7 @@ import { workerObservabilityFrom } from '../metrics/settings';
 import { runList, type ListCommandOptions } from './list';
 import { runOutboxShow, runOutboxStats } from './outbox';
 import { runStatus } from './status';
+import { MAX_SHARDS } from '../shared/delivery';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -37,6 +38,18 @@ function nonNegativeInt(flag: string) {
     return Number(value);
   };
 }
+
+const SETTING_HELP: Partial<Record<string, string>> = {
+  ratePerSecond: 'deliveries started per second per shard, 0 for no limit',
+  concurrency: 'requests in flight per pass',
+  requestTimeoutMs: 'timeout of one request',
+  backoffBaseMs: 'first retry delay',
+  backoffCapMs: 'longest retry delay',
+  autoPauseAfter: 'failed first attempts in a row before pausing',
+  autoPauseCooldownMs: 'pause before a probe',
+  batchSize: 'events per claim',
+  claimBytes: 'payload bytes per claim (4194304, 512KiB, 4MiB)',
+};
 
 /** Settings from the environment; a bad one is a usage error (exit 2) naming the fix. */
 function settings<T>(read: () => T): T {
@@ -320,19 +333,23 @@ export function buildProgram(out: Output): Command {
   program
     .command('worker')
     .summary('Run the worker: activities, workflows, delivery')
-    .description('Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM.')
+    .description(
+      'Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM. With WEBHOOK_URL ' +
+        'set it also polls GOTONG_TASK_QUEUE-delivery, where delivery passes run, and makes sure the delivery dispatchers run.',
+    )
     .option('--no-migrate', 'do not apply pending database migrations at start')
     .option(
       '--dispatchers <n>',
-      'delivery dispatcher shards to keep running (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: none)',
+      'delivery dispatcher shards to run (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: leave them alone); ' +
+        'changes how many run, both ways (default: keep the running count, at least 1)',
       nonNegativeInt('--dispatchers'),
-      1,
     )
     .option(
       '--metrics-port <[ip:]port>',
       'serve Prometheus metrics on this port, all interfaces unless an IP is given (default: GOTONG_METRICS_PORT, else off)',
     )
-    .action(async (opts: { migrate: boolean; dispatchers: number; metricsPort?: string }) => {
+    .action(async (opts: { migrate: boolean; dispatchers?: number; metricsPort?: string }) => {
+      if (opts.dispatchers !== undefined && opts.dispatchers > MAX_SHARDS) throw new UsageError(`--dispatchers must be at most ${MAX_SHARDS}`);
       const cfg = config();
       const observability = settings(() => {
         checkLogSettings(process.env);
@@ -343,21 +360,36 @@ export function buildProgram(out: Output): Command {
       await runWorker(cfg, { migrate: opts.migrate, dispatchers: opts.dispatchers, ...observability }, logger);
     });
 
-  program
+  const delivery = program
     .command('delivery')
     .summary('Dispatcher stats, or pause/resume delivery')
     .description(
-      "Show the dispatcher shards' stats, or pause/resume delivery (the same signals as in the Temporal UI). " +
-        'A paused dispatcher finishes the requests it has started and sends no new ones. ' +
-        'backlog=~N is an estimate (more than 10,000 events due); every other figure is exact.',
+      "status: the dispatcher shards' stats, with the last failed pass (backlog=~N is an estimate, when more than " +
+        '10,000 events are due; every other figure is exact). pause, resume: the signals the Temporal UI sends; a ' +
+        'paused dispatcher finishes the requests it has started and sends no new ones. configure: changes the settings ' +
+        'of the running dispatchers (a Workflow Update each shard validates) and prints the settings in force; without ' +
+        'flags, prints them. Durations take a unit (500ms, 10s, 2m).',
     )
-    .argument('<action>', 'status, pause or resume')
-    .option('--json', 'one JSON object per shard', false)
-    .action(async (action: string, opts: { json: boolean }) => {
-      if (action !== 'status' && action !== 'pause' && action !== 'resume') {
-        throw new UsageError(`unknown delivery action '${action}'; use status, pause or resume`);
+    .argument('<action>', 'status, pause, resume or configure')
+    .option('--json', 'one JSON object per shard', false);
+  for (const spec of CONFIGURE_FLAGS) {
+    const value = spec.unit === 'ms' ? '<duration>' : '<n>';
+    delivery.option(`${spec.flag} ${value}`, `configure: ${SETTING_HELP[spec.key] ?? spec.key} (${spec.env})`);
+  }
+  delivery
+    .option('--shards <n>', 'configure: dispatcher shards; new ones start, extra ones finish their passes and stop')
+    .action(async (action: string, opts: { json: boolean } & Record<string, string | undefined>) => {
+      if (action !== 'status' && action !== 'pause' && action !== 'resume' && action !== 'configure') {
+        throw new UsageError(`unknown delivery action '${action}'; use status, pause, resume or configure`);
       }
-      await runDeliveryControl(action, opts, out);
+      if (action !== 'configure') {
+        const misplaced = CONFIGURE_OPTION_NAMES.find((name) => opts[name] !== undefined);
+        if (misplaced) throw new UsageError(`settings flags belong to 'delivery configure', not 'delivery ${action}'`);
+        await runDeliveryControl(action, opts, out);
+        return;
+      }
+      const patch = configPatchFromFlags(opts);
+      await runDeliveryConfigure(patch, { json: opts.json, taskQueue: config().taskQueue }, out);
     });
 
   program

@@ -70,7 +70,8 @@ export async function runFailedLines(
 
 export interface WorkerCommandOptions extends WorkerObservability {
   migrate: boolean;
-  dispatchers: number;
+  /** 0: none; a number: how many shards run; undefined: keep how many run (at least one). */
+  dispatchers?: number;
 }
 
 /**
@@ -92,7 +93,8 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
   // Loaded here, not at the top: every other command would pay for the worker's native runtime at start.
   const { NativeConnection, Runtime } = await import('@temporalio/worker');
   const { createWorker, ensureDispatchers } = await import('../worker');
-  const { createDeliveryAgent } = await import('../delivery/dispatch');
+  const { createDeliveryAgent } = await import('../delivery/http');
+  const { describeDifferences } = await import('../delivery/fleet');
   const pool = createPool(config.databaseUrl, 20);
   try {
     try {
@@ -162,11 +164,15 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       const running = worker.run();
       if (!config.webhook) {
         logger.info('delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
-      } else if (opts.dispatchers > 0) {
+      } else if (opts.dispatchers !== 0) {
         const client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
         try {
-          const ids = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
-          logger.info(`dispatchers running: ${ids.join(', ')}`, { dispatchers: ids });
+          const result = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
+          logger.info(`dispatchers ${result.started ? 'started' : 'running'}: ${result.ids.join(', ')}`, { dispatchers: result.ids });
+          if (result.differences.length > 0) logger.warn(describeDifferences(result.differences));
+        } catch (err) {
+          // The worker itself is fine: it keeps serving its task queues.
+          logger.warn(`could not check the delivery dispatchers: ${(err as Error).message}; see 'gotong-worker delivery status'`);
         } finally {
           await client.connection.close();
         }

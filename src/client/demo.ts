@@ -7,7 +7,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { describeDatabaseUrl, type AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
 import { migrate, recreateDatabase } from '../db/migrate';
-import { createDeliveryAgent } from '../delivery/dispatch';
+import { createDeliveryAgent } from '../delivery/http';
 import { DemoReceiver } from '../dev/demo-receiver';
 import { EmbeddedPostgresError, startEmbeddedPostgres } from '../dev/embedded-postgres';
 import { databaseIdentity, isSameDatabase } from '../db/conninfo';

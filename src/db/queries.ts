@@ -169,34 +169,68 @@ export interface ClaimedEvent {
   replay_count: number;
 }
 
+/** Written as the attempt-log row of an attempt whose pass ended without recording it (a crash, a lost lease). */
+export const LOST_ATTEMPT_ERROR =
+  'no outcome recorded: the pass that claimed this attempt ended without recording it (worker lost or timed out); the request may have reached the receiver';
+
 /**
- * Claims up to `limit` due events for one dispatcher pass: expired leases (a crashed worker's) first, then
- * pending/retrying rows by due time. The attempt is counted here, so a crash mid-request still uses it up.
+ * Claims due events for one pass: expired leases (a dead pass's) first, then pending/retrying rows by due time; at
+ * most `limit` rows and, past the first row, at most `maxBytes` of payload as sent. The attempt is counted here, so
+ * a crash mid-request still uses it up; an expired lease's attempt, which its pass never recorded, is logged now as
+ * lost, so every counted attempt has exactly one attempt-log row.
  */
 export async function claimDueEvents(
   pool: Pool,
   limit: number,
   leaseOwner: string,
   leaseSeconds: number,
+  maxBytes: number = Number.MAX_SAFE_INTEGER,
 ): Promise<ClaimedEvent[]> {
+  // `= ANY(ARRAY(...))` rather than a join: with stale statistics the planner could otherwise pick a plan that
+  // scans the outbox once per claimed row.
   const result = await pool.query<ClaimedEvent>(
     `WITH expired AS (
-       SELECT event_id FROM webhook_outbox
+       SELECT event_id, 0 AS rank, octet_length(payload::text) AS bytes FROM webhook_outbox
         WHERE status = 'in_flight' AND lease_expires_at <= now()
-        LIMIT $1 FOR UPDATE SKIP LOCKED),
+        ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),
      ready AS (
-       SELECT event_id FROM webhook_outbox
+       SELECT event_id, 1 AS rank, octet_length(payload::text) AS bytes FROM webhook_outbox
         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-     due AS (SELECT event_id FROM expired UNION ALL SELECT event_id FROM ready LIMIT $1)
+     ranked AS (
+       SELECT event_id, rank, row_number() OVER w AS n, sum(bytes) OVER w AS upto
+         FROM (SELECT * FROM expired UNION ALL SELECT * FROM ready) c
+       -- In the order the two scans return them (expired first, each by due time): no sort needed.
+       WINDOW w AS (ROWS UNBOUNDED PRECEDING)),
+     due AS (SELECT event_id, rank FROM ranked WHERE n <= $1 AND (n = 1 OR upto <= $4)),
+     lost AS (
+       INSERT INTO webhook_delivery_attempts
+         (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256, started_at, finished_at)
+       SELECT o.event_id, o.attempts, CASE WHEN o.replay_count > 0 THEN 'replay' ELSE 'scheduled' END, NULL, 0, $5,
+              encode(sha256(convert_to(o.payload::text, 'UTF8')), 'hex'), o.updated_at, now()
+         FROM webhook_outbox o
+        WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM due WHERE rank = 0)))
      UPDATE webhook_outbox o
         SET status = 'in_flight', attempts = o.attempts + 1, lease_owner = $2,
             lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
       WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM due))
      RETURNING o.event_id, o.request_id, o.payload::text AS body, o.attempts, o.max_attempts, o.replay_count`,
-    [limit, leaseOwner, leaseSeconds],
+    [limit, leaseOwner, leaseSeconds, maxBytes, LOST_ATTEMPT_ERROR],
   );
   return result.rows;
+}
+
+/**
+ * Extends the leases a pass holds. Returns how many it still held: an event whose lease expired meanwhile may have
+ * been taken by another pass, which then owns it.
+ */
+export async function renewLeases(pool: Pool, leaseOwner: string, leaseSeconds: number): Promise<number> {
+  const result = await pool.query(
+    `UPDATE webhook_outbox SET lease_expires_at = now() + make_interval(secs => $2)
+      WHERE status = 'in_flight' AND lease_owner = $1`,
+    [leaseOwner, leaseSeconds],
+  );
+  return result.rowCount ?? 0;
 }
 
 /**
@@ -225,8 +259,9 @@ export interface DeliveryRecord {
 }
 
 /**
- * Writes a pass's outcomes and attempt log in one transaction. An outcome only lands while the lease is
- * still ours: if it expired and another dispatcher re-claimed the event, that dispatcher owns the row now.
+ * Writes outcomes and their attempt-log rows in one transaction. An outcome only lands while the lease is still
+ * ours: if it expired and another pass re-claimed the event, that pass owns the row now and has logged this attempt
+ * as lost, so the attempt row is written only with the outcome it belongs to.
  * The rows travel as one JSON document: PostgreSQL parses it far faster than the client escapes arrays.
  * One statement parses it once for both tables (two statements each parsed it again).
  */
@@ -258,14 +293,14 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
            FROM r
           WHERE o.event_id = r.event_id AND o.lease_owner = $2
-         RETURNING 1),
+         RETURNING o.event_id),
        logged AS (
          INSERT INTO webhook_delivery_attempts
            (event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
             response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at)
-         SELECT event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
+         SELECT r.event_id, attempt_number, trigger, status_code, duration_ms, error, request_body_sha256,
                 response_body_sha256, response_excerpt, response_cut_off, redirect_location, started_at, finished_at
-           FROM r)
+           FROM r JOIN outcome USING (event_id))
        SELECT count(*) AS updated FROM outcome`,
       [JSON.stringify(records), leaseOwner],
     );

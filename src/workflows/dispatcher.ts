@@ -1,203 +1,428 @@
 import {
+  ActivityFailure,
+  ApplicationFailure,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   getExternalWorkflowHandle,
   metricMeter,
+  patched,
   proxyActivities,
   setHandler,
+  TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
-  DEFAULT_DISPATCHER_OPTIONS,
+  configPatchProblems,
   type DeliverPassResult,
+  deliveryTaskQueue,
+  type DispatcherConfigAnswer,
+  type DispatcherConfigPatch,
   type DispatcherCounters,
+  type DispatcherError,
   type DispatcherInput,
+  type DispatcherOptions,
   type DispatcherStats,
   dispatcherWorkflowId,
   type OutboxCounts,
+  leaseMsFor,
+  MAX_SHARDS,
+  passHeartbeatTimeoutMs,
+  resolveDispatcherOptions,
+  settingProblems,
 } from '../shared/delivery';
 import { METRICS } from '../shared/metrics';
+import { dispatcherBeforeV2 } from './dispatcher-before-v2';
+import { configureUpdate, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal } from './dispatcher-signals';
 
-export const statsQuery = defineQuery<DispatcherStats>('stats');
-export const wakeSignal = defineSignal('wake');
-export const pauseDeliverySignal = defineSignal('pause');
-export const resumeDeliverySignal = defineSignal('resume');
+/** The patch that introduced this loop (the delivery task queue, health by first attempts, configure). */
+const DISPATCHER_V2 = 'dispatcher-v2';
 
-/** Passes per run before continuing as new: each pass is about 6-9 history events. */
-const PASSES_PER_RUN = 300;
+export { configureUpdate, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal };
+
+/** The snapshot behind `stats` (a few index scans) is refreshed at most this often. */
+const SNAPSHOT_EVERY_MS = 2_000;
+/** A rate-limited pass is started this long before its first slot, so its claim is done by then. */
+const RATE_LEAD_MS = 300;
+/** After a failed pass, the next waits 1 s, doubling per failure in a row, up to this. */
+const ERROR_BACKOFF_CAP_MS = 60_000;
+/** A pass no worker has picked up within this is reported (no worker polls the delivery queue) and tried again. */
+const PASS_PICKUP_TIMEOUT = '60 seconds';
+
 /**
- * How long a pass keeps claiming while a backlog lasts. Each pass start costs a round through Temporal
- * and leaves the receiver idle while it claims; longer passes pay that less often. Pause and stats act
- * between passes, so this stays short.
- */
-const STREAM_MS = 2_000;
-
-/**
- * The delivery loop of one shard: claim and deliver due events pass after pass; when nothing is due,
- * sleep until the next event is (or a `wake` signal); pause on an operator's signal, or by itself
- * when the receiver keeps failing, until resumed or the cool-down ends. Runs forever via continue-as-new.
+ * The delivery loop of one shard: claim and deliver due events pass after pass; when nothing is due, sleep until the
+ * next event is (or a `wake` signal); pause on an operator's signal, or by itself when the receiver is down (its
+ * first attempts keep failing), then probe after a cool-down and resume once it answers. A failed pass never ends
+ * the run: it is shown in `stats` and the loop backs off and goes on. Runs forever via continue-as-new.
  */
 export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
-  const configured = { ...DEFAULT_DISPATCHER_OPTIONS, ...input.options };
-  // A rate-limited pass lasts batchSize / rate seconds; keep it to about two seconds so pause acts quickly.
-  const options = {
-    ...configured,
-    batchSize:
-      configured.ratePerSecond > 0
-        ? Math.max(1, Math.min(configured.batchSize, Math.ceil(configured.ratePerSecond * 2)))
-        : configured.batchSize,
-  };
-  // A lease must outlive the longest pass: every request slot timing out, or a rate-limited pass.
-  const slowestPassMs =
-    Math.ceil(options.batchSize / Math.max(1, options.concurrency)) * options.requestTimeoutMs +
-    (options.ratePerSecond > 0 ? (options.batchSize / options.ratePerSecond) * 1000 : 0);
-  const leaseSeconds = Math.ceil((slowestPassMs * 2) / 1000) + 10;
-  // A rate-limited pass is paced from its start, so it stays one batch long.
-  const streamMs = configured.ratePerSecond > 0 ? 0 : STREAM_MS;
-  const { deliverDue } = proxyActivities<Activities>({
-    // A streaming pass claims its last batch by streamMs (up to 1.25 times, jittered), then finishes it like any pass.
-    startToCloseTimeout: `${leaseSeconds + Math.ceil((streamMs * 1.25) / 1000)} seconds`,
-    // A pass heartbeats after every response, so silence longer than two request timeouts means a dead worker.
-    heartbeatTimeout: `${Math.max(10, Math.ceil((options.requestTimeoutMs * 2) / 1000) + 5)} seconds`,
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+  // Runs begun by the loop before this one replay on it until they continue as new (see dispatcher-before-v2.ts).
+  if (!patched(DISPATCHER_V2)) return dispatcherBeforeV2(input);
+  const { options, complete } = resolveDispatcherOptions(input.options);
+  const problems = [...settingProblems(options), ...shardProblems(input)];
+  if (problems.length > 0) {
+    throw ApplicationFailure.nonRetryable(`invalid dispatcher input: ${problems.join('; ')}`, 'InvalidDispatcherInput');
+  }
+  const shard = new Shard(input, options);
+  setHandler(statsQuery, () => shard.stats());
+  setHandler(wakeSignal, () => shard.wake());
+  setHandler(pauseDeliverySignal, () => shard.pause());
+  setHandler(resumeDeliverySignal, () => shard.resume());
+  setHandler(configureUpdate, (patch) => shard.configure(patch), {
+    validator: (patch) => {
+      const reasons = patch && typeof patch === 'object' ? configPatchProblems(patch, shard.settings) : ['expected an object of settings'];
+      if (reasons.length > 0) throw new Error(reasons.join('; '));
+    },
   });
 
-  let counters: DispatcherCounters = input.carried?.counters ?? { delivered: 0, retried: 0, deadLettered: 0, passes: 0 };
-  let paused = input.carried?.paused ?? false;
-  let pauseReason: DispatcherStats['pauseReason'] = input.carried?.pauseReason ?? null;
-  let consecutiveFailures = input.carried?.consecutiveFailures ?? 0;
-  let snapshot: OutboxCounts = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
-  let woken = false;
-  // Counted here, where the decision is made; the SDK skips metrics while replaying history, so each counts once.
-  const autoPauses = metricMeter.createCounter(METRICS.autoPauses, undefined, 'Times a dispatcher paused itself because the receiver kept failing');
-
-  setHandler(statsQuery, () => ({
-    shard: input.shard,
-    ...counters,
-    paused,
-    pauseReason,
-    consecutiveFailures,
-    inFlight: snapshot.inFlight,
-    backlog: snapshot.backlog,
-    backlogEstimated: snapshot.backlogEstimated ?? false,
-    oldestDueAgeMs: snapshot.oldestDueMs,
-  }));
-  setHandler(wakeSignal, () => {
-    woken = true;
-    if (input.shard === 0) {
-      // Producers wake shard 0 only; it passes the news on.
-      for (let shard = 1; shard < input.shards; shard++) {
-        getExternalWorkflowHandle(dispatcherWorkflowId(shard)).signal(wakeSignal).catch(() => undefined);
-      }
-    }
-  });
-  setHandler(pauseDeliverySignal, () => {
-    paused = true;
-    pauseReason = 'operator';
-  });
-  setHandler(resumeDeliverySignal, () => {
-    paused = false;
-    pauseReason = null;
-    consecutiveFailures = 0;
-  });
-
-  // Several passes in flight overlap one pass's database work with another's HTTP work. A rate limit is
-  // paced within a pass, so a rate-limited dispatcher runs one pass at a time.
-  const maxParallel = options.ratePerSecond > 0 ? 1 : Math.max(1, options.parallelPasses);
-  let running = 0;
-  let target = 1;
-  let passesStarted = 0;
-  let idleForMs: number | null = null;
-  let failure: unknown;
-  let lastSnapshotAt = -Infinity;
-
-  const apply = (result: DeliverPassResult) => {
-    counters = {
-      delivered: counters.delivered + result.delivered,
-      retried: counters.retried + result.retried,
-      deadLettered: counters.deadLettered + result.deadLettered,
-      passes: counters.passes + 1,
-    };
-    if (result.snapshot) snapshot = result.snapshot;
-    consecutiveFailures = result.anySuccess ? result.trailingFailures : consecutiveFailures + result.trailingFailures;
-    if (consecutiveFailures >= options.autoPauseAfter && !paused) {
-      paused = true;
-      pauseReason = 'receiver-failing';
-      autoPauses.add(1, { shard: input.shard });
-    }
-    if (result.full ?? result.claimed >= options.batchSize) {
-      target = Math.min(maxParallel, target + 1);
-    } else {
-      target = 1;
-      idleForMs = Math.min(result.nextDueInMs ?? options.maxIdleMs, options.maxIdleMs);
-    }
-  };
-  const launch = () => {
-    running += 1;
-    passesStarted += 1;
-    woken = false;
-    // The snapshot (counts for `stats`) is refreshed at most every 2 s. In workflow code `new Date()` is
-    // the workflow task's time, replayed identically, so this stays deterministic.
-    const now = new Date().getTime();
-    const wantSnapshot = now - lastSnapshotAt >= 2_000;
-    if (wantSnapshot) lastSnapshotAt = now;
-    deliverDue({ options, leaseSeconds, wantSnapshot, streamMs }).then(
-      (result) => {
-        running -= 1;
-        apply(result);
-      },
-      (err: unknown) => {
-        running -= 1;
-        failure = err;
-      },
-    );
-  };
-  const mustContinueAsNew = () => passesStarted >= PASSES_PER_RUN || workflowInfo().continueAsNewSuggested;
+  // Settings not given are filled in from the code's defaults once, here, and from then on carried in the input, so
+  // a default changed by a later deploy never changes what a running run does (and its history replays the same).
+  // The handlers are set first, so a signal or update that came with the start is carried over, not lost.
+  if (!complete) return continueAsNew<typeof webhookDispatcher>(shard.continuation());
 
   for (;;) {
-    if (failure !== undefined) throw failure;
-    if (running === 0 && mustContinueAsNew()) {
-      return continueAsNew<typeof webhookDispatcher>({
-        ...input,
-        carried: { counters, paused, pauseReason, consecutiveFailures },
-      });
+    if (shard.stopping) {
+      // Beyond the configured number of shards: let the passes under way finish, then end.
+      await condition(() => shard.running === 0);
+      return;
     }
-    if (paused) {
-      // Passes already started finish (they are short); no new one starts.
-      await condition(() => running === 0);
-      if (pauseReason === 'receiver-failing') {
-        // Cool-down: resume by itself unless an operator resumed (or re-paused) first.
-        const resumed = await condition(() => !paused || pauseReason !== 'receiver-failing', options.autoPauseCooldownMs);
-        if (!resumed) {
-          paused = false;
-          pauseReason = null;
-          consecutiveFailures = 0;
-        }
-      } else {
-        await condition(() => !paused);
-      }
-      idleForMs = null;
+    if (shard.running === 0 && shard.mustContinueAsNew()) {
+      return continueAsNew<typeof webhookDispatcher>(shard.continuation());
+    }
+    if (shard.paused) {
+      await shard.whilePaused();
       continue;
     }
-    if (idleForMs !== null && running === 0) {
-      const sleepMs = idleForMs;
-      idleForMs = null;
-      if (sleepMs > 0) await condition(() => woken || paused, sleepMs);
+    const waitMs = shard.msUntilNextPassMayStart();
+    if (shard.running < shard.target && waitMs <= 0 && !shard.mustContinueAsNew()) {
+      shard.launch();
       continue;
     }
-    if (idleForMs === null && running < target && !mustContinueAsNew()) {
-      launch();
-      continue;
-    }
-    await condition(
-      () =>
-        failure !== undefined ||
-        paused ||
-        (running === 0 && (idleForMs !== null || mustContinueAsNew())) ||
-        (idleForMs === null && running < target && !mustContinueAsNew()),
-    );
+    await shard.nextChange(waitMs > 0 ? waitMs : undefined);
   }
+}
+
+function shardProblems(input: DispatcherInput): string[] {
+  const ok = (n: unknown, min: number, max: number) => typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
+  return ok(input.shard, 0, MAX_SHARDS - 1) && ok(input.shards, 1, MAX_SHARDS) ? [] : [`shard and shards must be whole numbers with 0 <= shard < ${MAX_SHARDS} and 1 <= shards <= ${MAX_SHARDS}`];
+}
+
+/** Workflow time: the workflow task's time, replayed identically. */
+const now = () => new Date().getTime();
+
+/** The state of one dispatcher shard and the decisions made on it; the loop above only sequences them. */
+class Shard {
+  settings: DispatcherOptions;
+  private shards: number;
+  private readonly taskQueue: string;
+  private counters: DispatcherCounters;
+  paused: boolean;
+  private pauseReason: DispatcherStats['pauseReason'];
+  /** Failed first attempts in a row (see HealthTracker): what auto-pause judges by. */
+  private streak: number;
+  private autoPauses: number;
+  /** When the current auto-pause (or its last failed probe) began: the cool-down counts from here. */
+  private autoPausedAt: number | null;
+  private lastError: DispatcherError | null;
+  private errorsInARow: number;
+  private nextSlotAt: number | null;
+  private bytesPerEvent: number | null;
+  private peakPassBytes: number;
+  private snapshot: OutboxCounts = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
+  // Counted where the decision is made; the SDK skips metrics while replaying history, so each counts once.
+  private readonly autoPauseCounter = metricMeter.createCounter(
+    METRICS.autoPauses,
+    undefined,
+    'Times a dispatcher paused itself because the receiver kept failing',
+  );
+  running = 0;
+  /** Passes to keep in flight: one more after each full pass, back to one when the backlog ends. */
+  target = 1;
+  private passesStarted = 0;
+  private lastSnapshotAt = -Infinity;
+  /** No pass starts before these (epoch ms): the next due event after an idle pass, the back-off after a failure. */
+  private idleUntil: number | null = null;
+  private retryAt: number | null = null;
+  /** Counts everything the loop may be waiting for: a pass ending, a signal, an update. */
+  private changes = 0;
+
+  constructor(
+    private readonly input: DispatcherInput,
+    options: DispatcherOptions,
+  ) {
+    const carried = input.carried;
+    this.settings = options;
+    this.shards = input.shards;
+    this.taskQueue = input.deliveryTaskQueue ?? deliveryTaskQueue(workflowInfo().taskQueue);
+    this.counters = carried?.counters ?? { delivered: 0, retried: 0, deadLettered: 0, passes: 0 };
+    this.paused = carried?.paused ?? false;
+    this.pauseReason = carried?.pauseReason ?? null;
+    this.streak = carried?.consecutiveFailures ?? 0;
+    this.autoPauses = carried?.autoPauses ?? 0;
+    this.autoPausedAt = carried?.autoPausedAt ?? null;
+    this.lastError = carried?.lastError ?? null;
+    this.errorsInARow = this.lastError?.inARow ?? 0;
+    this.nextSlotAt = carried?.nextSlotAt ?? null;
+    this.bytesPerEvent = carried?.bytesPerEvent ?? null;
+    this.peakPassBytes = carried?.peakPassBytes ?? 0;
+  }
+
+  get stopping(): boolean {
+    return this.input.shard >= this.shards;
+  }
+
+  stats(): DispatcherStats {
+    return {
+      shard: this.input.shard,
+      shards: this.shards,
+      ...this.counters,
+      paused: this.paused,
+      pauseReason: this.pauseReason,
+      consecutiveFailures: this.streak,
+      autoPauses: this.autoPauses,
+      lastError: this.lastError,
+      stopping: this.stopping,
+      peakPassBytes: this.peakPassBytes,
+      inFlight: this.snapshot.inFlight,
+      backlog: this.snapshot.backlog,
+      backlogEstimated: this.snapshot.backlogEstimated ?? false,
+      oldestDueAgeMs: this.snapshot.oldestDueMs,
+      settings: this.settings,
+    };
+  }
+
+  wake(): void {
+    this.idleUntil = null;
+    this.changed();
+    // Producers wake shard 0 only; it passes the news on.
+    if (this.input.shard === 0) this.wakeOtherShards();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.pauseReason = 'operator';
+    this.changed();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pauseReason = null;
+    this.autoPausedAt = null;
+    this.streak = 0;
+    this.changed();
+  }
+
+  configure(patch: DispatcherConfigPatch): DispatcherConfigAnswer {
+    const { shards, ...values } = patch;
+    this.settings = { ...this.settings, ...values };
+    if (shards !== undefined && shards !== this.shards) {
+      const grew = shards > this.shards;
+      this.shards = shards;
+      if (grew && this.input.shard === 0) this.wakeOtherShards();
+    }
+    // New settings may cure what made passes fail or wait: try again now.
+    this.retryAt = null;
+    this.idleUntil = null;
+    this.changed();
+    return { shard: this.input.shard, shards: this.shards, stopping: this.stopping, settings: this.settings };
+  }
+
+  mustContinueAsNew(): boolean {
+    return this.passesStarted >= this.settings.passesPerRun || workflowInfo().continueAsNewSuggested;
+  }
+
+  continuation(): DispatcherInput {
+    return {
+      shard: this.input.shard,
+      shards: this.shards,
+      options: this.settings,
+      deliveryTaskQueue: this.taskQueue,
+      carried: {
+        counters: this.counters,
+        paused: this.paused,
+        pauseReason: this.pauseReason,
+        consecutiveFailures: this.streak,
+        autoPauses: this.autoPauses,
+        autoPausedAt: this.autoPausedAt,
+        lastError: this.lastError,
+        nextSlotAt: this.nextSlotAt,
+        bytesPerEvent: this.bytesPerEvent,
+        peakPassBytes: this.peakPassBytes,
+      },
+    };
+  }
+
+  async nextChange(timeoutMs?: number): Promise<void> {
+    const seen = this.changes;
+    const changed = () => this.changes !== seen;
+    if (timeoutMs === undefined) await condition(changed);
+    else await condition(changed, timeoutMs);
+  }
+
+  msUntilNextPassMayStart(): number {
+    const t = now();
+    let wait = 0;
+    if (this.idleUntil !== null) wait = Math.max(wait, this.idleUntil - t);
+    if (this.retryAt !== null) wait = Math.max(wait, this.retryAt - t);
+    if (this.settings.ratePerSecond > 0 && this.nextSlotAt !== null) wait = Math.max(wait, this.nextSlotAt - RATE_LEAD_MS - t);
+    return wait;
+  }
+
+  launch(): void {
+    this.idleUntil = null;
+    void this.runPass(false);
+  }
+
+  /**
+   * Paused by an operator: until resumed. Paused by the receiver's health: a cool-down, then a probe (a small pass):
+   * a success, or a probe with no first attempt to judge by (only retries, or nothing due), resumes delivery; a
+   * probe whose first attempts all failed starts another cool-down.
+   */
+  async whilePaused(): Promise<void> {
+    if (this.pauseReason !== 'receiver-failing') {
+      await condition(() => !this.paused || this.stopping || this.pauseReason === 'receiver-failing');
+      return;
+    }
+    // The cool-down counts from the pause, by the settings in force: `configure` may shorten or lengthen one under way.
+    for (;;) {
+      if (!this.paused || this.pauseReason !== 'receiver-failing' || this.stopping) return;
+      const left = (this.autoPausedAt ?? now()) + this.settings.autoPauseCooldownMs - now();
+      if (left <= 0) break;
+      await this.nextChange(left);
+    }
+    await condition(() => this.running === 0);
+    const probe = await this.runPass(true);
+    if (this.pauseReason !== 'receiver-failing') return;
+    if (probe && (probe.anySuccess || (probe.firstAttempts ?? 0) === 0)) {
+      this.paused = false;
+      this.pauseReason = null;
+      this.autoPausedAt = null;
+      this.streak = 0;
+    } else {
+      this.autoPausedAt = now();
+    }
+  }
+
+  private async runPass(probe: boolean): Promise<DeliverPassResult | null> {
+    this.running += 1;
+    this.passesStarted += 1;
+    const options: DispatcherOptions = probe
+      ? {
+          ...this.settings,
+          batchSize: this.settings.probeSize,
+          concurrency: Math.min(this.settings.concurrency, this.settings.probeSize),
+          autoPauseAfter: this.settings.probeSize,
+        }
+      : this.settings;
+    const t = now();
+    const wantSnapshot = t - this.lastSnapshotAt >= SNAPSHOT_EVERY_MS;
+    if (wantSnapshot) this.lastSnapshotAt = t;
+    try {
+      const result = await this.passActivity(options)({
+        options,
+        leaseMs: leaseMsFor(options),
+        wantSnapshot,
+        streamMs: probe ? 0 : options.streamMs,
+        healthStreak: probe ? 0 : this.streak,
+        paceFrom: this.nextSlotAt,
+        bytesPerEventHint: this.bytesPerEvent,
+      });
+      this.apply(result, probe);
+      return result;
+    } catch (err) {
+      this.failed(err);
+      return null;
+    } finally {
+      this.running -= 1;
+      this.changed();
+    }
+  }
+
+  private passActivity(options: DispatcherOptions) {
+    const leaseMs = leaseMsFor(options);
+    // Backstop only: a pass ends on its own once it has sent what it claimed (every request bounded by the timeout).
+    const slowestPassMs =
+      options.streamMs * 1.25 +
+      leaseMs +
+      2 * Math.ceil(options.batchSize / options.concurrency) * options.requestTimeoutMs +
+      (options.ratePerSecond > 0 ? (2 * options.batchSize * 1000) / options.ratePerSecond : 0);
+    return proxyActivities<Activities>({
+      taskQueue: this.taskQueue,
+      scheduleToStartTimeout: PASS_PICKUP_TIMEOUT,
+      startToCloseTimeout: Math.ceil(slowestPassMs + 60_000),
+      // A pass heartbeats from a timer, also while it waits on a statement or a slow receiver, so silence this long
+      // means its worker is gone, and the leases it held have run out by then (see passHeartbeatTimeoutMs): the next
+      // pass takes its events back at once. A pass that is timed out but still alive cannot post an event twice:
+      // it renews its leases and sends only under one it knows is live, so no other pass can have taken it.
+      heartbeatTimeout: passHeartbeatTimeoutMs(options),
+      // Never retried by Temporal: the loop sees every failure, shows it in `stats`, backs off and starts a new pass.
+      retry: { maximumAttempts: 1 },
+    }).deliverPass;
+  }
+
+  private apply(result: DeliverPassResult, probe: boolean): void {
+    this.counters = {
+      delivered: this.counters.delivered + result.delivered,
+      retried: this.counters.retried + result.retried,
+      deadLettered: this.counters.deadLettered + result.deadLettered,
+      passes: this.counters.passes + 1,
+    };
+    this.errorsInARow = 0;
+    this.retryAt = null;
+    if (this.lastError) this.lastError = { ...this.lastError, inARow: 0 };
+    if (result.snapshot) this.snapshot = result.snapshot;
+    if (result.bytesPerEvent) this.bytesPerEvent = result.bytesPerEvent;
+    if (result.nextSlotAt !== undefined && result.nextSlotAt !== null) this.nextSlotAt = result.nextSlotAt;
+    this.peakPassBytes = Math.max(this.peakPassBytes, result.peakHeldBytes ?? 0);
+    if (probe) return;
+    this.streak = result.anySuccess ? result.trailingFailures : this.streak + result.trailingFailures;
+    if (this.streak >= this.settings.autoPauseAfter && !this.paused) {
+      this.paused = true;
+      this.pauseReason = 'receiver-failing';
+      this.autoPausedAt = now();
+      this.autoPauses += 1;
+      this.autoPauseCounter.add(1);
+    }
+    const maxParallel = this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses;
+    if (result.full && !result.stoppedForHealth) {
+      this.target = Math.min(maxParallel, this.target + 1);
+    } else {
+      this.target = 1;
+      if (!result.full) this.idleUntil = now() + Math.min(result.nextDueInMs ?? this.settings.maxIdleMs, this.settings.maxIdleMs);
+    }
+  }
+
+  private failed(err: unknown): void {
+    this.errorsInARow += 1;
+    this.lastError = { message: describePassFailure(err, this.taskQueue), at: new Date().toISOString(), inARow: this.errorsInARow };
+    this.retryAt = now() + Math.min(ERROR_BACKOFF_CAP_MS, 1000 * 2 ** Math.min(16, this.errorsInARow - 1));
+    this.target = 1;
+  }
+
+  private changed(): void {
+    this.changes += 1;
+  }
+
+  private wakeOtherShards(): void {
+    for (let other = 1; other < this.shards; other++) {
+      getExternalWorkflowHandle(dispatcherWorkflowId(other)).signal(wakeSignal).catch(() => undefined);
+    }
+  }
+}
+
+/** One line an operator can act on; never the receiver's URL (it stays in the worker). */
+function describePassFailure(err: unknown, taskQueue: string): string {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof TimeoutFailure) {
+    if (cause.timeoutType === 'SCHEDULE_TO_START') {
+      return `no worker took the delivery pass within ${PASS_PICKUP_TIMEOUT}: start a worker with WEBHOOK_URL set (it polls task queue '${taskQueue}')`;
+    }
+    if (cause.timeoutType === 'HEARTBEAT') {
+      return 'the delivery pass stopped heartbeating (its worker crashed or stalled); the events it held are taken back as their leases expire';
+    }
+    return `the delivery pass timed out (${cause.timeoutType ?? 'timeout'})`;
+  }
+  const failure = cause as { type?: string; message?: string } | undefined;
+  const text = `${failure?.type ? `${failure.type}: ` : ''}${failure?.message ?? String(err)}`;
+  return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }

@@ -7,7 +7,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate, recreateDatabase } from '../../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
 import { createWorker } from '../../src/worker';
-import { createDeliveryAgent } from '../../src/delivery/dispatch';
+import { createDeliveryAgent } from '../../src/delivery/http';
 
 export interface Harness {
   env: TestWorkflowEnvironment;
@@ -89,8 +89,11 @@ export async function withWorker<T>(
   taskQueue: string,
   fn: () => Promise<T>,
   delivery?: { url: string; secret: string; previousSecret?: string },
+  /** Another database than the harness's (a pool the caller owns). */
+  options: { pool?: Pool } = {},
 ): Promise<T> {
-  const { env, pool, workflowBundle } = getHarness();
+  const { env, workflowBundle } = getHarness();
+  const pool = options.pool ?? getHarness().pool;
   const agent = delivery ? createDeliveryAgent(64) : undefined;
   const worker = await createWorker({
     connection: env.nativeConnection,

@@ -9,6 +9,7 @@ export interface Received {
   attempt: number;
   at: number;
   body: string;
+  bytes: number;
   headers: IncomingMessage['headers'];
   /** Which secret verified the X-GR-Signature (or its -Previous twin) and the Standard Webhooks signature. */
   grVerifiedWith: string | null;
@@ -33,7 +34,10 @@ export class TestReceiver {
   private readonly attemptsById = new Map<string, number>();
   private readonly inFlightById = new Map<string, number>();
   maxConcurrentPerEvent = 0;
+  /** Keep each request's body in `received` (off for large payloads: only its length is kept). */
+  keepBodies = true;
   private server: Server | undefined;
+  private port = 0;
   url = '';
 
   constructor(
@@ -41,17 +45,22 @@ export class TestReceiver {
     public behaviour: (eventId: string, attempt: number) => Action = () => ({ status: 200 }),
   ) {}
 
+  /** Listens on a free loopback port, or, after `stop()`, on the same one again (a receiver coming back). */
   async start(): Promise<this> {
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 60_000;
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`;
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    this.url = `http://127.0.0.1:${this.port}/hooks`;
     return this;
   }
 
+  /** Closes the port: connections are refused until `start()` again (a receiver that is down). */
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const server = this.server;
+    this.server = undefined;
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   }
 
   idsSeen(): Set<string> {
@@ -91,7 +100,8 @@ export class TestReceiver {
       eventId,
       attempt,
       at: Date.now(),
-      body: raw.toString('utf8'),
+      body: this.keepBodies ? raw.toString('utf8') : '',
+      bytes: raw.length,
       headers: req.headers,
       grVerifiedWith: verified.gr,
       standardVerifiedWith: verified.standard,
