@@ -334,12 +334,12 @@ describe('delivery to hostile receivers (real Temporal, PostgreSQL, receivers on
       ['a URL of another scheme', { WEBHOOK_URL: 'ftp://hooks.example.com/in?token=tok3n' }, /WEBHOOK_URL must be an http:\/\/ or https:\/\/ URL/, 'tok3n'],
       ['a URL with a fragment', { WEBHOOK_URL: 'https://hooks.example.com/in#tok3n' }, /WEBHOOK_URL has a #fragment/, 'tok3n'],
       ['credentials basic authentication cannot carry', { WEBHOOK_URL: 'https://us%3Aer:s3cr3t-pw@hooks.example.com/in' }, /user name with ':'/, 's3cr3t-pw'],
-      ['backoff base above cap', { WEBHOOK_BACKOFF_BASE_MS: '30000', WEBHOOK_BACKOFF_CAP_MS: '10000' }, /WEBHOOK_BACKOFF_BASE_MS \(30000\) is above WEBHOOK_BACKOFF_CAP_MS \(10000\)/],
-      ['a batch size over the bound', { WEBHOOK_BATCH_SIZE: '1000000' }, /WEBHOOK_BATCH_SIZE must be a whole number from 1 to 10000/],
-      ['a timeout in seconds', { WEBHOOK_TIMEOUT_MS: '30' }, /WEBHOOK_TIMEOUT_MS must be a whole number from 100 to 60000 \(milliseconds\)/],
-      ['a concurrency over the bound', { WEBHOOK_CONCURRENCY: '100000' }, /WEBHOOK_CONCURRENCY must be a whole number from 1 to 256/],
-      ['a rate over the bound', { WEBHOOK_RATE_LIMIT: '1000000' }, /WEBHOOK_RATE_LIMIT must be at most 10000/],
-      ['a cool-down over the bound', { WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: '999999999' }, /WEBHOOK_AUTO_PAUSE_COOLDOWN_MS must be a whole number from 1000 to 3600000/],
+      ['backoff base above cap', { WEBHOOK_BACKOFF_BASE_MS: '30000', WEBHOOK_BACKOFF_CAP_MS: '10000' }, /WEBHOOK_BACKOFF_BASE_MS \(30000 ms\) must not exceed WEBHOOK_BACKOFF_CAP_MS \(10000 ms\)/],
+      ['a batch size over the bound', { WEBHOOK_BATCH_SIZE: '1000000' }, /WEBHOOK_BATCH_SIZE must be between 1 and 10000, not 1000000/],
+      ['a timeout in seconds', { WEBHOOK_TIMEOUT_MS: '30' }, /WEBHOOK_TIMEOUT_MS must be between 100ms and 60s, not 30/],
+      ['a concurrency over the bound', { WEBHOOK_CONCURRENCY: '100000' }, /WEBHOOK_CONCURRENCY must be between 1 and 256, not 100000/],
+      ['a rate over the bound', { WEBHOOK_RATE_LIMIT: '1000000' }, /WEBHOOK_RATE_LIMIT must be between 0.01 and 10000 \(or 0: no limit\)/],
+      ['a cool-down over the bound', { WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: '999999999' }, /WEBHOOK_AUTO_PAUSE_COOLDOWN_MS must be between 100ms and 3600s, not 999999999/],
     ];
     for (const [what, env, message, secretPart] of cases) {
       it(what, async () => {

@@ -86,7 +86,7 @@ describe('delivery parts (pure logic)', () => {
     it('refuses values out of bounds, a base above the cap, and settings that are fixed for a run', () => {
       assert.deepEqual(settingProblems(DEFAULT_DISPATCHER_OPTIONS), []);
       assert.deepEqual(settingProblems({ ratePerSecond: 0 }), []);
-      assert.match(settingProblems({ ratePerSecond: 0.001 })[0]!, /--rate must be between 0.01 and 100000 \(or 0: no limit\)/);
+      assert.match(settingProblems({ ratePerSecond: 0.001 })[0]!, /--rate must be between 0.01 and 10000 \(or 0: no limit\)/);
       assert.match(settingProblems({ batchSize: 1.5 })[0]!, /--batch-size must be a whole number/);
       assert.match(configPatchProblems({ backoffBaseMs: 90_000 }, DEFAULT_DISPATCHER_OPTIONS).join(), /--backoff-base \(90000 ms\) must not exceed --backoff-cap \(60000 ms\)/);
       assert.match(configPatchProblems({ passesPerRun: 5 }, DEFAULT_DISPATCHER_OPTIONS).join(), /passesPerRun is fixed/);

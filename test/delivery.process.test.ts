@@ -215,7 +215,7 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     for (const [args, message] of [
       [['--backoff-base', '2m'], /--backoff-base \(120000 ms\) must not exceed --backoff-cap \(30000 ms\).*nothing was changed/],
       [['--rate', 'fast'], /--rate fast: use deliveries per second/],
-      [['--concurrency', '0'], /--concurrency must be between 1 and 1024/],
+      [['--concurrency', '0'], /--concurrency must be between 1 and 256/],
       [['--timeout', '30'], /--timeout 30: use a duration such as 90s/],
     ] as const) {
       const refused = await cli(['delivery', 'configure', ...args]);
@@ -229,7 +229,7 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     // The Update's validator refuses a bad patch sent by any client, not only this CLI.
     await assert.rejects(
       h.env.client.workflow.getHandle(dispatcherWorkflowId(0)).executeUpdate('configure', { args: [{ concurrency: 0 }] }),
-      (err: Error & { cause?: { message?: string } }) => /concurrency must be between 1 and 1024/.test(String(err.cause?.message)),
+      (err: Error & { cause?: { message?: string } }) => /concurrency must be between 1 and 256/.test(String(err.cause?.message)),
     );
     assert.equal((await shardStats(0)).settings.ratePerSecond, 50, 'nothing changed');
 
@@ -237,7 +237,7 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     const other = startWorkerProcess(h, { ...env, WEBHOOK_RATE_LIMIT: '20', WEBHOOK_CONCURRENCY: '8', WEBHOOK_TIMEOUT_MS: '3000' });
     children.push(other);
     await waitFor('the worker names the differences', async () => /to apply these/.test(other.stderrText()), 60_000, 100);
-    assert.match(other.stderrText(), /WEBHOOK_RATE_LIMIT=20 \(running: 50\), WEBHOOK_CONCURRENCY=8 \(running: 64\); to apply these: gotong-worker delivery configure --rate 20 --concurrency 8\n/);
+    assert.match(other.stderrText(), /WEBHOOK_RATE_LIMIT=20 \(running: 50\), WEBHOOK_CONCURRENCY=8 \(running: 64\); to apply these: gotong-worker delivery configure --rate 20 --concurrency 8"/);
     assert.equal((await shardStats(0)).settings.ratePerSecond, 50);
 
     // Two shards: the new one starts with the settings in force and delivers.
@@ -284,10 +284,10 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
   it('dispatcher settings out of bounds in the environment are refused at start, one line naming the variable', async () => {
     receiver = await new TestReceiver([SECRET]).start();
     for (const [env, message] of [
-      [{ WEBHOOK_CONCURRENCY: '0' }, /^error: WEBHOOK_CONCURRENCY must be between 1 and 1024, not 0$/],
+      [{ WEBHOOK_CONCURRENCY: '0' }, /^error: WEBHOOK_CONCURRENCY must be between 1 and 256, not 0$/],
       [{ WEBHOOK_RATE_LIMIT: 'fast' }, /^error: WEBHOOK_RATE_LIMIT must be a number of deliveries per second \(0: no limit\), not 'fast'$/],
       [{ WEBHOOK_BACKOFF_BASE_MS: '90000' }, /^error: WEBHOOK_BACKOFF_BASE_MS \(90000 ms\) must not exceed WEBHOOK_BACKOFF_CAP_MS \(60000 ms\)$/],
-      [{ WEBHOOK_CLAIM_BYTES: '1024' }, /^error: WEBHOOK_CLAIM_BYTES must be between 64KiB and 256MiB, not 1024$/],
+      [{ WEBHOOK_CLAIM_BYTES: '256' }, /^error: WEBHOOK_CLAIM_BYTES must be between 64KiB and 256MiB, not 256$/],
     ] as const) {
       const result = await runCli(['worker', '--no-migrate'], { ...env, WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET }, 30_000);
       assert.equal(result.code, 2, result.stderr);

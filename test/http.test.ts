@@ -166,14 +166,14 @@ describe('delivery HTTP rules (pure)', () => {
       ['a junk whsec_ secret', { WEBHOOK_SECRET: 'whsec_not*base64' }, /^WEBHOOK_SECRET is not valid base64/],
       ['a short whsec_ previous secret', { WEBHOOK_PREVIOUS_SECRET: whsec(16) }, /^WEBHOOK_PREVIOUS_SECRET decodes to 16 bytes/],
       ['a URL that is not http', { WEBHOOK_URL: 'file:///etc/passwd' }, /^WEBHOOK_URL must be an http/],
-      ['backoff base above cap', { WEBHOOK_BACKOFF_BASE_MS: '5000', WEBHOOK_BACKOFF_CAP_MS: '1000' }, /^WEBHOOK_BACKOFF_BASE_MS \(5000\) is above WEBHOOK_BACKOFF_CAP_MS \(1000\)/],
-      ['backoff base above the default cap', { WEBHOOK_BACKOFF_BASE_MS: '120000' }, /above WEBHOOK_BACKOFF_CAP_MS \(60000\)/],
-      ['a huge batch', { WEBHOOK_BATCH_SIZE: '100000' }, /^WEBHOOK_BATCH_SIZE must be a whole number from 1 to 10000$/],
-      ['a timeout in seconds', { WEBHOOK_TIMEOUT_MS: '10' }, /^WEBHOOK_TIMEOUT_MS must be a whole number from 100 to 60000 \(milliseconds\)$/],
-      ['a ten-minute timeout', { WEBHOOK_TIMEOUT_MS: '600000' }, /^WEBHOOK_TIMEOUT_MS must be a whole number from 100 to 60000/],
-      ['a huge concurrency', { WEBHOOK_CONCURRENCY: '5000' }, /^WEBHOOK_CONCURRENCY must be a whole number from 1 to 256$/],
-      ['a huge rate', { WEBHOOK_RATE_LIMIT: '50000' }, /^WEBHOOK_RATE_LIMIT must be at most 10000 deliveries per second/],
-      ['a day-long cool-down', { WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: '86400000' }, /^WEBHOOK_AUTO_PAUSE_COOLDOWN_MS must be a whole number from 1000 to 3600000/],
+      ['backoff base above cap', { WEBHOOK_BACKOFF_BASE_MS: '5000', WEBHOOK_BACKOFF_CAP_MS: '1000' }, /^WEBHOOK_BACKOFF_BASE_MS \(5000 ms\) must not exceed WEBHOOK_BACKOFF_CAP_MS \(1000 ms\)/],
+      ['backoff base above the default cap', { WEBHOOK_BACKOFF_BASE_MS: '120000' }, /must not exceed WEBHOOK_BACKOFF_CAP_MS \(60000 ms\)/],
+      ['a huge batch', { WEBHOOK_BATCH_SIZE: '100000' }, /^WEBHOOK_BATCH_SIZE must be between 1 and 10000, not 100000$/],
+      ['a timeout in seconds', { WEBHOOK_TIMEOUT_MS: '10' }, /^WEBHOOK_TIMEOUT_MS must be between 100ms and 60s, not 10$/],
+      ['a ten-minute timeout', { WEBHOOK_TIMEOUT_MS: '600000' }, /^WEBHOOK_TIMEOUT_MS must be between 100ms and 60s, not 600000/],
+      ['a huge concurrency', { WEBHOOK_CONCURRENCY: '5000' }, /^WEBHOOK_CONCURRENCY must be between 1 and 256, not 5000$/],
+      ['a huge rate', { WEBHOOK_RATE_LIMIT: '50000' }, /^WEBHOOK_RATE_LIMIT must be between 0.01 and 10000 \(or 0: no limit\), not 50000/],
+      ['a day-long cool-down', { WEBHOOK_AUTO_PAUSE_COOLDOWN_MS: '86400000' }, /^WEBHOOK_AUTO_PAUSE_COOLDOWN_MS must be between 100ms and 3600s, not 86400000/],
     ];
     for (const [what, env, message] of refused) {
       it(`refuses ${what}`, () => {

@@ -102,7 +102,7 @@ describe('a worker process: Prometheus metrics after a backfill and deliveries, 
     });
     worker.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     await waitFor('the metrics endpoint', async () => (await fetch(metricsUrl).catch(() => null))?.ok === true, 60_000, 100);
-    await waitFor('the dispatcher', () => Promise.resolve(stderr.includes('dispatchers running: webhook-dispatcher/0')), 60_000, 100);
+    await waitFor('the dispatcher', () => Promise.resolve(/dispatchers (started|running): webhook-dispatcher\/0/.test(stderr)), 60_000, 100);
   });
 
   after(async () => {

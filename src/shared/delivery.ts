@@ -74,7 +74,7 @@ export const DISPATCHER_SETTINGS: readonly SettingSpec[] = [
   { key: 'backoffBaseMs', env: 'WEBHOOK_BACKOFF_BASE_MS', flag: '--backoff-base', unit: 'ms', min: 1, max: 86_400_000 },
   { key: 'backoffCapMs', env: 'WEBHOOK_BACKOFF_CAP_MS', flag: '--backoff-cap', unit: 'ms', min: 1, max: 86_400_000 },
   { key: 'autoPauseAfter', env: 'WEBHOOK_AUTO_PAUSE_AFTER', flag: '--auto-pause-after', unit: 'count', min: 1, max: 1_000_000 },
-  { key: 'autoPauseCooldownMs', env: 'WEBHOOK_AUTO_PAUSE_COOLDOWN_MS', flag: '--auto-pause-cooldown', unit: 'ms', min: 1_000, max: 3_600_000 },
+  { key: 'autoPauseCooldownMs', env: 'WEBHOOK_AUTO_PAUSE_COOLDOWN_MS', flag: '--auto-pause-cooldown', unit: 'ms', min: 100, max: 3_600_000 },
   { key: 'batchSize', env: 'WEBHOOK_BATCH_SIZE', flag: '--batch-size', unit: 'count', min: 1, max: 10_000 },
   { key: 'claimBytes', env: 'WEBHOOK_CLAIM_BYTES', flag: '--claim-bytes', unit: 'bytes', min: 64 * 1024, max: 256 * 1024 * 1024 },
   { key: 'parallelPasses', unit: 'count', min: 1, max: 8 },

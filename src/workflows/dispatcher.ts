@@ -381,7 +381,7 @@ class Shard {
       this.pauseReason = 'receiver-failing';
       this.autoPausedAt = now();
       this.autoPauses += 1;
-      this.autoPauseCounter.add(1);
+      this.autoPauseCounter.add(1, { shard: this.input.shard });
     }
     const maxParallel = this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses;
     if (result.full && !result.stoppedForHealth) {
