@@ -11,6 +11,7 @@ import { BACKFILL_LIMITS } from '../src/shared/backfill';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { countersOf, event, generatedFile, inputCopy, tmp } from './helpers/files';
 import { FIXTURES, getHarness, outboxCount, resetTables, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+import { startBackfillRun } from './helpers/start-runs';
 
 const corpus = (name: string) => join(FIXTURES, 'corpus', name);
 /** A corpus file where workers may read it. */
@@ -34,14 +35,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
     taskQueue = uniqueTaskQueue('backfill');
   });
 
-  function start(path: string, opts: Partial<BackfillInput> = {}) {
-    const workflowId = `webhook-backfill/test-${randomUUID()}`;
-    return h.env.client.workflow.start(webhookBackfill, {
-      taskQueue,
-      workflowId,
-      args: [{ runKey: `${workflowId}@1`, path, dryRun: false, maxAttempts: 5, batchSize: 5000, ...opts }],
-    });
-  }
+  const start = (path: string, opts: Partial<BackfillInput> = {}) => startBackfillRun(taskQueue, path, opts);
   /** Sends `pause` and waits until the run reports itself paused (between batches). */
   async function pauseAndWait(handle: WorkflowHandle<typeof webhookBackfill>): Promise<BackfillProgress> {
     await handle.signal('pause');

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { REPO_ROOT, getHarness, runCli, type CliResult, type Harness } from './helpers/harness';
+import { everyoneCanReach } from '../src/dev/local-host';
 
 /** Runs the CLI of another checkout, as an operator would from there. */
 function runCliAt(checkout: string, args: string[], env: Record<string, string>, timeoutMs: number): Promise<CliResult> {
@@ -29,12 +30,6 @@ function runCliAt(checkout: string, args: string[], env: Record<string, string>,
 
 const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/gotong';
 
-function everyoneCanReach(dir: string): boolean {
-  for (let d = dir; ; d = dirname(d)) {
-    if ((statSync(d).mode & 0o005) !== 0o005) return false;
-    if (dirname(d) === d) return true;
-  }
-}
 
 describe('demo: its database', function () {
   this.timeout(240_000);
@@ -91,7 +86,7 @@ describe('demo: its database', function () {
   it('the embedded PostgreSQL starts and stops for a normal user too (its binaries used where npm put them)', async function () {
     // Under root, a user without privileges (nobody) runs it; otherwise this process already is one.
     // (A root-only checkout, such as one in /root, is no place a normal user could run it from: nothing to check there.)
-    if (process.getuid?.() === 0 && !everyoneCanReach(REPO_ROOT)) this.skip();
+    if (process.getuid?.() === 0 && !everyoneCanReach(REPO_ROOT, 0o005)) this.skip();
     const script = `
       const { startEmbeddedPostgres } = require(${JSON.stringify(join(REPO_ROOT, 'dist', 'src', 'dev', 'embedded-postgres.js'))});
       const { Client } = require(${JSON.stringify(join(REPO_ROOT, 'node_modules', 'pg'))});

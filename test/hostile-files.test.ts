@@ -22,6 +22,7 @@ import { webhookReplayDlq } from '../src/workflows/replay';
 import { createWorker } from '../src/worker';
 import { countersOf, event, INPUT_ROOT, tmp } from './helpers/files';
 import { getHarness, outboxCount, resetTables, runCli, seedEvents, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+import { startBackfillRun, startReplayRun } from './helpers/start-runs';
 
 /** Nothing listens here: a command that got past its checks would fail to connect instead of exiting 2. */
 const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' };
@@ -112,22 +113,8 @@ describe('hostile input files (real Temporal server, real PostgreSQL)', function
     taskQueue = uniqueTaskQueue('hostile');
   });
 
-  function startBackfill(path: string, opts: Partial<BackfillInput> = {}) {
-    const workflowId = `webhook-backfill/hostile-${randomUUID()}`;
-    return h.env.client.workflow.start(webhookBackfill, {
-      taskQueue,
-      workflowId,
-      args: [{ runKey: `${workflowId}@1`, path, dryRun: false, maxAttempts: 5, batchSize: 5000, ...opts }],
-    });
-  }
-  function startReplay(input: Partial<ReplayInput> = {}) {
-    const workflowId = `webhook-replay/hostile-${randomUUID()}`;
-    return h.env.client.workflow.start(webhookReplayDlq, {
-      taskQueue,
-      workflowId,
-      args: [{ runKey: `${workflowId}@1`, filter: { status: 'dead_letter', eventTypes: [] }, limit: 500, dryRun: false, batchSize: 1000, ratePerSecond: 0, ...input }],
-    });
-  }
+  const startBackfill = (path: string, opts: Partial<BackfillInput> = {}) => startBackfillRun(taskQueue, path, opts, 'hostile');
+  const startReplay = (input: Partial<ReplayInput> = {}) => startReplayRun(taskQueue, {}, input, 'hostile');
   /** A worker whose input roots are given explicitly (the others use the default). */
   async function withRoots<T>(inputRoots: string[], fn: () => Promise<T>): Promise<T> {
     const worker = await createWorker({

@@ -1,26 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import { generatedFile } from './helpers/files';
 import { TestReceiver, type Action } from './helpers/receiver';
 import { CLI, exited, getHarness, resetTables, runCli, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
+import { freePort } from '../src/dev/local-host';
 
 const SECRET = `whsec_${Buffer.from(`metrics-test-secret-${randomUUID()}`).toString('base64')}`;
 const DB_PASSWORD = `db-pass-${randomUUID()}`;
 
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The sum of a metric's series whose labels include `labels` (NaN when there is none), from Prometheus text. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {

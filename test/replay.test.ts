@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import type { Pool } from 'pg';
 import type { ReplayFilter, ReplayInput, ReplayProgress, ReplaySummary } from '../src/shared/replay';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
-import { webhookReplayDlq } from '../src/workflows/replay';
 import { tmp } from './helpers/files';
 import { CLI, getHarness, resetTables, runCli, seedEvents, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+import { startReplayRun } from './helpers/start-runs';
 import { TestReceiver } from './helpers/receiver';
 
 interface Seed {
@@ -69,24 +69,7 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     taskQueue = uniqueTaskQueue('replay');
   });
 
-  function start(filter: Partial<ReplayFilter> = {}, opts: Partial<ReplayInput> = {}) {
-    const workflowId = `webhook-replay/test-${randomUUID()}`;
-    return h.env.client.workflow.start(webhookReplayDlq, {
-      taskQueue,
-      workflowId,
-      args: [
-        {
-          runKey: `${workflowId}@1`,
-          filter: { status: 'dead_letter', eventTypes: [], ...filter },
-          limit: 500,
-          dryRun: false,
-          batchSize: 1000,
-          ratePerSecond: 0,
-          ...opts,
-        },
-      ],
-    });
-  }
+  const start = (filter: Partial<ReplayFilter> = {}, opts: Partial<ReplayInput> = {}) => startReplayRun(taskQueue, filter, opts);
   const replay = async (filter: Partial<ReplayFilter> = {}, opts: Partial<ReplayInput> = {}) => (await start(filter, opts)).result();
 
   it('dry run counts what execute then resets; untouched rows stay untouched; a second run resets nothing', async () => {

