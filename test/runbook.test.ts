@@ -443,8 +443,9 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
           WEBHOOK_SECRET: SECRET,
           WEBHOOK_BACKOFF_BASE_MS: '20',
           WEBHOOK_BACKOFF_CAP_MS: '50',
-          // Short leases, so the deliveries a kill interrupts are taken up again within seconds.
-          WEBHOOK_TIMEOUT_MS: '1000',
+          // Leases of about 10 s, so the deliveries a kill interrupts are taken up again soon; and no shorter, since
+          // with max_attempts 1 a request that outlasts its timeout on a loaded machine would be an extra dead letter.
+          WEBHOOK_TIMEOUT_MS: '8000',
           WEBHOOK_BATCH_SIZE: '200',
         },
         stdio: ['ignore', 'ignore', 'pipe'],

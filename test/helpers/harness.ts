@@ -48,6 +48,9 @@ export async function setUpHarness(): Promise<void> {
         executable: { type: 'existing-path', path: temporalCli },
         ip: '127.0.0.1',
         extraArgs: FAST_DEV_SERVER_ARGS,
+        // The dev server logs at warn and error what the suite does on purpose (workers stopped mid-poll, queries to
+        // closed runs, slow calls under load); TEST_TEMPORAL_LOG_LEVEL=warn brings them back when debugging the server.
+        log: { format: 'pretty', level: process.env.TEST_TEMPORAL_LOG_LEVEL ?? 'never' },
       },
     }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger }),
