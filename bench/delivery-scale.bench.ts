@@ -66,6 +66,26 @@ interface RoundResult {
   load: string;
 }
 
+/**
+ * What held a round back, judged from its CPU shares: a single-threaded process near a whole core (a worker's main
+ * thread, the receiver), else every core of the machine busy (saying how much of it was this benchmark's), else none
+ * of these (waiting: round trips, Temporal scheduling passes).
+ */
+function limitOf(r: RoundResult): string {
+  const s = r.ms / 1000;
+  const share = (cpu: number) => cpu / s;
+  const hot = [
+    ...r.workerCpu.map((cpu, i) => ({ name: `worker process ${i + 1}`, share: share(cpu) })),
+    { name: 'the receiver', share: share(r.receiver) },
+  ].filter((p) => p.share >= 0.85);
+  if (hot.length > 0) return `${hot.map((p) => `${p.name} at ${Math.round(p.share * 100)}% of a core`).join(', ')} (one thread each)`;
+  const ours = r.workerCpu.reduce((a, b) => a + b, 0) + r.postgres + r.receiver + r.temporal;
+  if (r.machineBusy / s >= 0.95 * r.machineCores) {
+    return `every core busy (${Math.round((r.machineBusy / s) * 100)}% of ${Math.round(r.machineCores * 100)}%), ${Math.round((ours / r.machineBusy) * 100)}% of it this benchmark's processes`;
+  }
+  return 'no process near a core and cores to spare: waiting (round trips, pass scheduling)';
+}
+
 async function main(): Promise<void> {
   const receiver = fork(join(__dirname, 'receiver.js'), { env: { ...process.env, BENCH_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => receiver.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
@@ -207,11 +227,17 @@ async function main(): Promise<void> {
       results.push(r);
       const s = r.ms / 1000;
       const pct = (cpu: number) => `${Math.round((cpu / s) * 100)}%`;
+      // Per delivery: what sizing needs, and less at the mercy of other jobs than wall time.
+      const us = (cpu: number) => `${Math.round((cpu / EVENTS) * 1e6)} us`;
+      const workerSum = r.workerCpu.reduce((a, b) => a + b, 0);
       console.log(
-        `round ${round + 1} ${workers}x${shards}: ${r.ms.toFixed(0)} ms, ${Math.round(EVENTS / s)} deliveries/s; CPU (share of one core): ` +
-          `workers ${r.workerCpu.map(pct).join(' + ')}, PostgreSQL ${pct(r.postgres)}, receiver ${pct(r.receiver)}, Temporal ${pct(r.temporal)}, ` +
-          `machine ${pct(r.machineBusy)} of ${Math.round(r.machineCores * 100)}%; load ${r.load}`,
+        `round ${round + 1} ${workers}x${shards}: ${r.ms.toFixed(0)} ms, ${Math.round(EVENTS / s)} deliveries/s; load ${r.load}\n` +
+          `  CPU, share of one core: workers ${r.workerCpu.map(pct).join(' + ')}, PostgreSQL ${pct(r.postgres)}, receiver ${pct(r.receiver)}, ` +
+          `Temporal ${pct(r.temporal)}, whole machine ${pct(r.machineBusy)} of ${Math.round(r.machineCores * 100)}%\n` +
+          `  CPU per delivery: workers ${us(workerSum)}, PostgreSQL ${us(r.postgres)}, receiver ${us(r.receiver)}, Temporal ${us(r.temporal)}; ` +
+          `ours ${pct(workerSum + r.postgres + r.receiver + r.temporal)} of the machine's ${pct(r.machineBusy)}`,
       );
+      console.log(`  limit: ${limitOf(r)}`);
     }
   }
   await env.teardown();
