@@ -235,7 +235,7 @@ async function main(): Promise<void> {
           `  CPU, share of one core: workers ${r.workerCpu.map(pct).join(' + ')}, PostgreSQL ${pct(r.postgres)}, receiver ${pct(r.receiver)}, ` +
           `Temporal ${pct(r.temporal)}, whole machine ${pct(r.machineBusy)} of ${Math.round(r.machineCores * 100)}%\n` +
           `  CPU per delivery: workers ${us(workerSum)}, PostgreSQL ${us(r.postgres)}, receiver ${us(r.receiver)}, Temporal ${us(r.temporal)}; ` +
-          `ours ${pct(workerSum + r.postgres + r.receiver + r.temporal)} of the machine's ${pct(r.machineBusy)}`,
+          `all of these ${pct(workerSum + r.postgres + r.receiver + r.temporal)} of one core, the machine ${pct(r.machineBusy)}`,
       );
       console.log(`  limit: ${limitOf(r)}`);
     }
