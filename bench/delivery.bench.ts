@@ -6,10 +6,12 @@
  *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N] [--pass-concurrency N]
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
 import { BENCH_DATABASE_URL, benchTemporal } from './common';
+import { CpuTally, descendants, machineCpu } from './proc-cpu';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { createDeliveryAgent } from '../src/delivery/http';
@@ -37,6 +39,15 @@ const TUNING = {
   ...(values['pass-concurrency'] ? { concurrency: Number(values['pass-concurrency']) } : {}),
 };
 const SECRET = 'bench-secret';
+
+/** CPU seconds one round used, by process ("self": this process, the plain client or the worker). */
+interface CpuLine {
+  self: number;
+  receiver: number;
+  postgres: number;
+  temporal: number;
+  machine: number;
+}
 const DATABASE_URL = BENCH_DATABASE_URL;
 
 
@@ -67,6 +78,43 @@ async function main(): Promise<void> {
     );
 
   const { env, workflowBundle } = await benchTemporal();
+  const temporalPids = descendants(process.pid).filter((pid) => pid !== receiver.pid);
+  const backends = async () =>
+    (await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()')).rows.map((r) => r.pid);
+  /**
+   * Where a round's CPU went, from /proc: this process (the worker, or the plain client), the receiver, the
+   * PostgreSQL backends of this database, the Temporal dev server, and the whole machine (other jobs included).
+   */
+  const watchCpu = async () => {
+    const tally = new CpuTally();
+    const pg = new Set(await backends());
+    const sample = () => tally.see([process.pid, receiver.pid!, ...temporalPids, ...pg]);
+    sample();
+    const machine0 = machineCpu();
+    let refreshing = false;
+    const timer = setInterval(() => {
+      sample();
+      if (refreshing) return;
+      refreshing = true;
+      void backends()
+        .then((pids) => pids.forEach((pid) => pg.add(pid)))
+        .catch(() => undefined)
+        .finally(() => (refreshing = false));
+      // Twice a second: reading /proc costs this process CPU, the same in both kinds of round.
+    }, 500);
+    return (): CpuLine => {
+      clearInterval(timer);
+      sample();
+      const machine = machineCpu();
+      return {
+        self: tally.seconds([process.pid]),
+        receiver: tally.seconds([receiver.pid!]),
+        postgres: tally.seconds([...pg]),
+        temporal: tally.seconds(temporalPids),
+        machine: machine.busy - machine0.busy,
+      };
+    };
+  };
   const deliveryAgent = createDeliveryAgent(128);
   const worker = await createWorker({
     connection: env.nativeConnection,
@@ -86,7 +134,7 @@ async function main(): Promise<void> {
     );
     const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000 });
     let next = 0;
-    const cpu0 = process.cpuUsage();
+    const cpu = await watchCpu();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -101,7 +149,7 @@ async function main(): Promise<void> {
       }),
     );
     const ms = performance.now() - t0;
-    plainCpu.push(cpuSeconds(cpu0));
+    plainCpu.push(cpu());
     await agent.close();
     return ms;
   };
@@ -112,7 +160,7 @@ async function main(): Promise<void> {
     await seed();
     await pool.query('ANALYZE webhook_outbox');
     const receivedBefore = (await receiverCounts()).received;
-    const cpu0 = process.cpuUsage();
+    const cpu = await watchCpu();
     const t0 = performance.now();
     const handle = await env.client.workflow.start(webhookDispatcher, {
       taskQueue: 'bench',
@@ -130,26 +178,23 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const ms = performance.now() - t0;
-    dispatcherCpu.push(cpuSeconds(cpu0));
+    dispatcherCpu.push(cpu());
     await handle.terminate('benchmark round over');
     return ms;
   };
 
   const plain: number[] = [];
   const dispatched: number[] = [];
-  // CPU seconds of this process (the worker, or the plain client) per round: less at the mercy of a busy machine
-  // than wall time, which other processes' load stretches.
-  const plainCpu: number[] = [];
-  const dispatcherCpu: number[] = [];
-  const cpuSeconds = (since: NodeJS.CpuUsage) => {
-    const used = process.cpuUsage(since);
-    return (used.user + used.system) / 1e6;
-  };
+  // CPU seconds per round: less at the mercy of a busy machine than wall time, which other processes' load stretches.
+  const plainCpu: CpuLine[] = [];
+  const dispatcherCpu: CpuLine[] = [];
+  const loads: string[] = [];
   let attempts = 0;
   await worker.runUntil(async () => {
     for (let round = 0; round < ROUNDS; round++) {
       plain.push(await plainClient());
       dispatched.push(await dispatcher(round));
+      loads.push(readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '));
       attempts = Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_delivery_attempts')).rows[0]!.n);
       if (attempts !== EVENTS) throw new Error(`expected ${EVENTS} attempt rows, found ${attempts}`);
     }
@@ -167,7 +212,13 @@ async function main(): Promise<void> {
   console.log(`events=${EVENTS} concurrency=${CONCURRENCY} rounds=${ROUNDS} tuning=${JSON.stringify(TUNING)} receiver verified=${counts.received} rejected=${counts.bad}`);
   console.log(`plain keep-alive client:  best ${best(plain).toFixed(0)} ms, ${rate(best(plain))} deliveries/s (all: ${list(plain)} ms)`);
   console.log(`webhookDispatcher drain:  best ${best(dispatched).toFixed(0)} ms, ${rate(best(dispatched))} deliveries/s (all: ${list(dispatched)} ms)`);
-  console.log(`CPU seconds of this process per round: plain ${plainCpu.map((c) => c.toFixed(1)).join(', ')}; dispatcher ${dispatcherCpu.map((c) => c.toFixed(1)).join(', ')}`);
+  const cpuText = (c: CpuLine) =>
+    `self ${c.self.toFixed(1)}, receiver ${c.receiver.toFixed(1)}, PostgreSQL ${c.postgres.toFixed(1)}, Temporal ${c.temporal.toFixed(1)}, machine ${c.machine.toFixed(1)}`;
+  for (let round = 0; round < ROUNDS; round++) {
+    console.log(`round ${round + 1} (load ${loads[round]}): plain ${plain[round]!.toFixed(0)} ms, dispatcher ${dispatched[round]!.toFixed(0)} ms, ratio ${(plain[round]! / dispatched[round]!).toFixed(2)}`);
+    console.log(`  CPU s plain:      ${cpuText(plainCpu[round]!)}`);
+    console.log(`  CPU s dispatcher: ${cpuText(dispatcherCpu[round]!)}`);
+  }
   console.log(`ratio of bests (dispatcher / plain): ${(best(plain) / best(dispatched)).toFixed(2)}x; per-round ratios: ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
 }
 
