@@ -25,8 +25,10 @@ export class Pacer {
   wait(stopped: () => boolean): Promise<void> {
     const turn = this.queue.then(async () => {
       if (stopped()) return;
-      const wait = this.next - Date.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      // A timer may fire a millisecond before the wall clock reaches its slot: wait again until it has.
+      for (let wait = this.next - Date.now(); wait > 0; wait = this.next - Date.now()) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
       if (stopped()) return;
       this.next = Math.max(this.next, Date.now()) + this.intervalMs;
     });
