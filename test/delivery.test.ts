@@ -238,11 +238,13 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     const observed = (times.length - 1) / seconds;
     // The limit is a ceiling: never more than 10% over it, however fast the machine.
     assert.ok(observed <= rate * 1.1, `observed ${observed.toFixed(1)}/s against a limit of ${rate}/s`);
-    // And the pacer itself wastes no slot: the typical gap between two starts is the interval. (The average over the
-    // run also holds the gaps between passes, which a loaded machine stretches, so it is not the measure of that.)
+    // And the pacer does not hold deliveries back: the typical gap between two starts is about the interval. The bound
+    // is loose on purpose: on a loaded machine every timer fires late (a median of 49 ms for 40 ms was seen at a load
+    // average of 20 on 2 cores), and the average over the run also holds the gaps between passes. A pacer that kept
+    // every other slot, or waited two intervals, still fails it. (The ceiling above is the limit's promise.)
     const gaps = times.slice(1).map((t, i) => t - times[i]!).sort((a, b) => a - b);
     const medianGap = gaps[Math.floor(gaps.length / 2)]!;
-    assert.ok(medianGap <= (1000 / rate) * 1.1, `median gap between deliveries ${medianGap} ms at ${rate}/s`);
+    assert.ok(medianGap < (1000 / rate) * 1.75, `median gap between deliveries ${medianGap} ms at ${rate}/s`);
     // and never a burst above it: any one-second window holds at most rate + 1 starts
     for (let i = 0; i < times.length; i++) {
       const inWindow = times.filter((t) => t >= times[i]! && t < times[i]! + 1000).length;
