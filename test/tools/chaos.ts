@@ -28,8 +28,10 @@ function options(argv: string[]) {
       seed: { type: 'string' },
       events: { type: 'string', default: '6000' },
       'time-limit': { type: 'string', default: '30m' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) return null;
   const timeLimitMs = parseDuration('--time-limit', values['time-limit']);
   if (timeLimitMs > MAX_TIME_LIMIT_MS) throw new Error(`--time-limit ${values['time-limit']}: at most 2h`);
   return {
@@ -40,13 +42,20 @@ function options(argv: string[]) {
   };
 }
 
+const USAGE = `usage: npm run chaos -- [--trials N (20)] [--seed S (from the clock)] [--events N (6000)] [--time-limit D (30m, at most 2h)]
+Runs N fault trials on a loopback stack of its own and prints a table; exits 1 if any trial failed or did not run.`;
+
 async function main(): Promise<number> {
   let opts: ReturnType<typeof options>;
   try {
     opts = options(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`chaos: ${(err as Error).message}\n`);
+    process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (!opts) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   const command = `npm run chaos -- --trials ${opts.trials} --seed ${opts.seed} --events ${opts.events} --time-limit ${opts.timeLimitMs / 1000}s`;
   const log = (line: string) => process.stderr.write(`[chaos] ${line}\n`);
