@@ -124,6 +124,7 @@ export async function runChaos(opts: ChaosOptions): Promise<TrialResult[]> {
   const log = opts.log ?? (() => undefined);
   const deadline = Date.now() + opts.timeLimitMs;
   const stack = await ChaosStack.start(log);
+  log(`stack ready in ${Math.round((Date.now() + opts.timeLimitMs - deadline) / 1000)} s`);
   const results: TrialResult[] = [];
   try {
     for (const plan of planTrials(opts.trials, opts.seed)) {

@@ -39,6 +39,7 @@ function options(argv: string[]) {
     seed: values.seed === undefined ? Date.now() % 1_000_000 : wholeNumber('--seed', values.seed, 0, 2 ** 32 - 1),
     events: wholeNumber('--events', values.events, 100, 100_000),
     timeLimitMs,
+    timeLimit: values['time-limit'],
   };
 }
 
@@ -57,7 +58,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const command = `npm run chaos -- --trials ${opts.trials} --seed ${opts.seed} --events ${opts.events} --time-limit ${opts.timeLimitMs / 1000}s`;
+  const command = `npm run chaos -- --trials ${opts.trials} --seed ${opts.seed} --events ${opts.events} --time-limit ${opts.timeLimit}`;
   const log = (line: string) => process.stderr.write(`[chaos] ${line}\n`);
   log(command);
   // Exiting runs the stack's exit hook: the servers and workers it started go with this process.
