@@ -11,13 +11,15 @@ export interface RowCheck {
   problems: string[];
 }
 
-async function one(stack: ChaosStack, sql: string): Promise<number> {
+type Parts = Pick<ChaosStack, 'pool' | 'receiver'>;
+
+async function one(stack: Parts, sql: string): Promise<number> {
   const { rows } = await stack.pool.query<{ n: string | null }>(sql);
   return Number(rows[0]!.n ?? 0);
 }
 
 /** Counts, for `ids` (every event the trial must end with), what was lost, doubled or left behind. */
-export async function checkRows(stack: ChaosStack, ids: string[]): Promise<RowCheck> {
+export async function checkRows(stack: Parts, ids: string[]): Promise<RowCheck> {
   const problems: string[] = [];
   const doubled =
     (await one(stack, 'SELECT count(*) - count(DISTINCT event_id) AS n FROM webhook_outbox')) +
