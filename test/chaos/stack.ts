@@ -7,6 +7,7 @@ import { createPool } from '../../src/db/pool';
 import { ensureDatabase, migrate } from '../../src/db/migrate';
 import { findOrBuildTemporalCli, startDevServer } from '../../src/dev/temporal-cli';
 import { alive, spawnCli, stderrTail, type Proc } from '../helpers/cli-process';
+import { INPUT_ROOT } from '../helpers/files';
 import { exited, waitFor } from '../helpers/harness';
 import { TestReceiver } from '../helpers/receiver';
 import { freePort, ThrowawayPostgres } from '../helpers/throwaway-postgres';
@@ -120,9 +121,15 @@ export class ChaosStack {
     return stack;
   }
 
-  /** Environment of a CLI command run against this stack. */
+  /** Environment of a CLI command run against this stack, whatever the caller's own environment points at. */
   get clientEnv(): Record<string, string> {
-    return { TEMPORAL_ADDRESS: this.temporal.address, DATABASE_URL: this.databaseUrl, GOTONG_TASK_QUEUE: TASK_QUEUE };
+    return {
+      TEMPORAL_ADDRESS: this.temporal.address,
+      TEMPORAL_NAMESPACE: 'default',
+      DATABASE_URL: this.databaseUrl,
+      GOTONG_TASK_QUEUE: TASK_QUEUE,
+      GOTONG_INPUT_ROOTS: INPUT_ROOT,
+    };
   }
 
   private spawnWorker(): Proc {
