@@ -1,44 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Client, type Pool } from 'pg';
+import type { Pool } from 'pg';
 import { createPool } from '../src/db/pool';
 import { ensureDatabase, migrate } from '../src/db/migrate';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import { countersOf, generatedFile } from './helpers/files';
-import { CLI, exited, getHarness, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
+import { alive, adminQuery, spawnCli, stderrTail, summaryOf, type Proc } from './helpers/cli-process';
+import { exited, getHarness, resetTables, seedEvents, statusCounts, uniqueTaskQueue, waitFor, type Harness } from './helpers/harness';
 import { TestReceiver } from './helpers/receiver';
 import { ThrowawayPostgres } from './helpers/throwaway-postgres';
 
 const SECRET = 'database-faults-secret';
-
-interface Proc {
-  child: ChildProcess;
-  stdout: string;
-  stderr: string;
-}
-
-function spawnCli(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const proc: Proc = { child, stdout: '', stderr: '' };
-  child.stdout!.on('data', (d: Buffer) => (proc.stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (proc.stderr += d.toString()));
-  return proc;
-}
-
-const alive = (p: Proc) => p.child.exitCode === null && p.child.signalCode === null;
-
-/** Runs one statement on a connection of its own: the pools' connections are what the test terminates. */
-async function adminQuery<T extends Record<string, unknown>>(databaseUrl: string, sql: string): Promise<T[]> {
-  const client = new Client({ connectionString: databaseUrl });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 /** A worker backend is inside a statement or a transaction right now: a termination hits work in progress. */
 async function workerIsBusy(databaseUrl: string): Promise<boolean> {
@@ -64,7 +36,7 @@ async function terminateTestBackends(databaseUrl: string): Promise<number> {
 /** Fails at once, with what it printed, if a process that must survive the faults has died. */
 function assertAlive(procs: Proc[]): void {
   for (const p of procs) {
-    assert.ok(alive(p), `a process died (exit ${p.child.exitCode ?? p.child.signalCode}): ${p.stderr.trim().split('\n').slice(-5).join(' | ')}`);
+    assert.ok(alive(p), `a process died (exit ${p.child.exitCode ?? p.child.signalCode}): ${stderrTail(p)}`);
   }
 }
 
@@ -114,11 +86,6 @@ async function stopAll(procs: Proc[]): Promise<void> {
     p.child.kill('SIGKILL');
     await exited(p.child);
   }
-}
-
-function summaryOf(proc: Proc): Record<string, unknown> {
-  const last = proc.stdout.trimEnd().split('\n').at(-1) ?? '';
-  return JSON.parse(last) as Record<string, unknown>;
 }
 
 describe('database faults: terminated connections and a restarted server', function () {

@@ -150,18 +150,29 @@ export async function outboxCount(pool: Pool): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-/** Inserts `count` due events straight into the outbox, as a backfill would. */
-export async function seedEvents(pool: Pool, prefix: string, count: number, maxAttempts = 5): Promise<string[]> {
+/**
+ * Inserts `count` due events straight into the outbox, as a backfill would; or, as `dead_letter`, events whose
+ * attempts ran out on 503s (what a replay takes back).
+ */
+export async function seedEvents(
+  pool: Pool,
+  prefix: string,
+  count: number,
+  maxAttempts = 5,
+  status: 'pending' | 'dead_letter' = 'pending',
+): Promise<string[]> {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}_${i}`);
+  const dead = status === 'dead_letter';
   await pool.query(
     `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload,
-                                 status, attempts, max_attempts, next_attempt_at)
+                                 status, attempts, max_attempts, next_attempt_at, last_status_code, last_error)
      SELECT id, 'contribution_created', '1', 'req_' || id, 'user_1',
             jsonb_build_object('event_id', id, 'event_type', 'contribution_created', 'schema_version', '1',
                                'request_id', 'req_' || id, 'actor', jsonb_build_object('user_id', 'user_1')),
-            'pending', 0, $2, now()
+            $3::webhook_status, CASE WHEN $4::boolean THEN $2::int ELSE 0 END, $2::int, CASE WHEN $4 THEN NULL ELSE now() END,
+            CASE WHEN $4 THEN 503 END, CASE WHEN $4 THEN 'HTTP 503' END
        FROM unnest($1::text[]) AS id`,
-    [ids, maxAttempts],
+    [ids, maxAttempts, status, dead],
   );
   return ids;
 }

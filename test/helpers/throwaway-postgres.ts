@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,9 +68,24 @@ export class ThrowawayPostgres {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
-  private async pg(tool: string, args: string[]): Promise<void> {
+  /** Stops the server and removes its data before this call returns: for a process that is exiting. */
+  stopNow(): void {
+    const [command, argv] = this.command('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', '-t', '60', 'stop']);
+    try {
+      execFileSync(command, argv, { cwd: '/', stdio: 'ignore', timeout: 60_000 });
+    } catch {
+      // Already stopped.
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  private command(tool: string, args: string[]): [string, string[]] {
     const binary = join(this.bin, tool);
-    const [command, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binary, ...args]] : [binary, args];
+    return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binary, ...args]] : [binary, args];
+  }
+
+  private async pg(tool: string, args: string[]): Promise<void> {
+    const [command, argv] = this.command(tool, args);
     try {
       await run(command, argv, { cwd: '/', timeout: 120_000 });
     } catch (err) {
