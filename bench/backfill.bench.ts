@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const taskQueue = 'bench';
   // The input is a temporary file of the bench's own: its directory is the worker's only input root.
   const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle, inputRoots: [dirname(path)] });
-  const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE');
+  const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen, backfill_dry_run_coverage CASCADE');
   const count = async () => Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_outbox')).rows[0]!.n);
   const backfill = async (dryRun: boolean) => {
     await truncate();
