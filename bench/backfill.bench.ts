@@ -5,7 +5,7 @@
  *
  *   npm run build && npm run bench:backfill -- [--lines 100000] [--batch-size 10000] [--rounds 2] [--baseline-statement 1000]
  */
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -82,6 +82,32 @@ async function plainScript(pool: Pool, path: string): Promise<void> {
   await flush();
 }
 
+/**
+ * CPU milliseconds used so far by this process (worker, Temporal SDK, bench) and by the PostgreSQL backends serving
+ * this database: what a round costs, which a busy shared machine changes far less than it changes wall time.
+ */
+async function cpuNow(pool: Pool): Promise<{ node: number; postgres: Map<number, number> }> {
+  const usage = process.cpuUsage();
+  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()');
+  const postgres = new Map<number, number>();
+  for (const { pid } of rows) {
+    try {
+      // utime and stime, in clock ticks (100 a second on Linux), after the command name's closing parenthesis.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      postgres.set(pid, (Number(fields[11]) + Number(fields[12])) * 10);
+    } catch {
+      // A backend that has just exited, or a server on another machine: counted as nothing.
+    }
+  }
+  return { node: (usage.user + usage.system) / 1000, postgres };
+}
+
+function cpuSince(before: { node: number; postgres: Map<number, number> }, after: { node: number; postgres: Map<number, number> }) {
+  let postgres = 0;
+  for (const [pid, ms] of after.postgres) postgres += ms - (before.postgres.get(pid) ?? 0);
+  return { node: after.node - before.node, postgres };
+}
+
 async function main(): Promise<void> {
   const path = writeInput();
   await recreateDatabase(DATABASE_URL);
@@ -93,8 +119,14 @@ async function main(): Promise<void> {
   const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle, inputRoots: [dirname(path)] });
   const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen, backfill_dry_run_coverage CASCADE');
   const count = async () => Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_outbox')).rows[0]!.n);
+  const baseline: number[] = [];
+  const workflow: number[] = [];
+  const dry: number[] = [];
+  const workflowCpu: Array<{ node: number; postgres: number }> = [];
+  const dryCpu: Array<{ node: number; postgres: number }> = [];
   const backfill = async (dryRun: boolean) => {
     await truncate();
+    const cpu0 = await cpuNow(pool);
     const t0 = performance.now();
     const id = `webhook-backfill/bench-${dryRun ? 'dry' : 'execute'}-${Date.now()}`;
     const summary = await env.client.workflow.execute(webhookBackfill, {
@@ -103,6 +135,7 @@ async function main(): Promise<void> {
       args: [{ runKey: `${id}@1`, path, dryRun, maxAttempts: 5, batchSize: BATCH }],
     });
     const ms = performance.now() - t0;
+    (dryRun ? dryCpu : workflowCpu).push(cpuSince(cpu0, await cpuNow(pool)));
     if (summary.created !== LINES || summary.processed !== LINES || summary.duplicates !== 0 || summary.failed !== 0) {
       throw new Error(`${dryRun ? 'dry run' : 'workflow'} did not count every line as created: ${JSON.stringify(summary)}`);
     }
@@ -110,9 +143,6 @@ async function main(): Promise<void> {
     return ms;
   };
 
-  const baseline: number[] = [];
-  const workflow: number[] = [];
-  const dry: number[] = [];
   const loads: string[] = [loadavg()[0]!.toFixed(1)];
   await worker.runUntil(async () => {
     for (let round = 0; round < ROUNDS; round++) {
@@ -145,6 +175,11 @@ async function main(): Promise<void> {
   console.log(`webhookBackfill --dry-run:             best ${best(dry).toFixed(0)} ms, ${rate(best(dry))} lines/s (all: ${all(dry)} ms)`);
   console.log(`ratio (workflow rate / baseline rate): ${(best(baseline) / best(workflow)).toFixed(2)}x; per round: ${baseline.map((b, i) => (b / workflow[i]!).toFixed(2)).join(', ')}`);
   console.log(`ratio (dry-run rate / workflow rate):  ${(best(workflow) / best(dry)).toFixed(2)}x; per round: ${workflow.map((w, i) => (w / dry[i]!).toFixed(2)).join(', ')}`);
+  const cpu = (xs: Array<{ node: number; postgres: number }>) =>
+    xs.map((x) => `${(x.node / 1000).toFixed(1)}+${(x.postgres / 1000).toFixed(1)}`).join(', ');
+  const total = (xs: Array<{ node: number; postgres: number }>) => xs.reduce((sum, x) => sum + x.node + x.postgres, 0);
+  console.log(`CPU s per run (worker process + PostgreSQL backends): workflow ${cpu(workflowCpu)}; dry run ${cpu(dryCpu)}`);
+  console.log(`ratio of CPU (workflow / dry run, all rounds): ${(total(workflowCpu) / total(dryCpu)).toFixed(2)}x`);
 }
 
 main().catch((err: unknown) => {
