@@ -213,6 +213,8 @@ async function restoreDryRunIds(pool: Pool, input: BackfillBatchInput, file: Ope
         };
         const tally = newTally(from, RESTORE_CHUNK_LINES);
         await parseAndWrite(client, file, chunk, { dryRun: true, utf8: state.utf8 }, quiet, tally);
+        // Coverage only ever holds line boundaries of this file, so a chunk always moves on; never loop in place.
+        if (tally.endOffset <= from) throw new Error(`restoring the dry run's ids made no progress at offset ${from}`);
         from = tally.endOffset;
       }
       await setDryRunCoverage(client, input.runKey, from);
