@@ -1,11 +1,12 @@
 /**
  * Backfill throughput: the webhookBackfill workflow (real Temporal dev server, worker in process)
- * against a plain script doing batched INSERT ... SELECT FROM unnest on the same file, in the same run.
+ * against a plain script doing batched INSERT ... SELECT FROM unnest on the same file, in the same run;
+ * and the same workflow's `--dry-run` against its execute run, rounds alternating which goes first.
  *
  *   npm run build && npm run bench:backfill -- [--lines 100000] [--batch-size 10000] [--rounds 2] [--baseline-statement 1000]
  */
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -81,6 +82,32 @@ async function plainScript(pool: Pool, path: string): Promise<void> {
   await flush();
 }
 
+/**
+ * CPU milliseconds used so far by this process (worker, Temporal SDK, bench) and by the PostgreSQL backends serving
+ * this database: what a round costs, which a busy shared machine changes far less than it changes wall time.
+ */
+async function cpuNow(pool: Pool): Promise<{ node: number; postgres: Map<number, number> }> {
+  const usage = process.cpuUsage();
+  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()');
+  const postgres = new Map<number, number>();
+  for (const { pid } of rows) {
+    try {
+      // utime and stime, in clock ticks (100 a second on Linux), after the command name's closing parenthesis.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      postgres.set(pid, (Number(fields[11]) + Number(fields[12])) * 10);
+    } catch {
+      // A backend that has just exited, or a server on another machine: counted as nothing.
+    }
+  }
+  return { node: (usage.user + usage.system) / 1000, postgres };
+}
+
+function cpuSince(before: { node: number; postgres: Map<number, number> }, after: { node: number; postgres: Map<number, number> }) {
+  let postgres = 0;
+  for (const [pid, ms] of after.postgres) postgres += ms - (before.postgres.get(pid) ?? 0);
+  return { node: after.node - before.node, postgres };
+}
+
 async function main(): Promise<void> {
   const path = writeInput();
   await recreateDatabase(DATABASE_URL);
@@ -90,29 +117,50 @@ async function main(): Promise<void> {
   const taskQueue = 'bench';
   // The input is a temporary file of the bench's own: its directory is the worker's only input root.
   const worker = await createWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, pool, workflowBundle, inputRoots: [dirname(path)] });
-  const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen CASCADE');
+  const truncate = () => pool.query('TRUNCATE webhook_outbox, batch_ledger, backfill_failed_lines, backfill_dry_run_seen, backfill_dry_run_coverage CASCADE');
   const count = async () => Number((await pool.query<{ n: string }>('SELECT count(*) n FROM webhook_outbox')).rows[0]!.n);
-
   const baseline: number[] = [];
   const workflow: number[] = [];
+  const dry: number[] = [];
+  const workflowCpu: Array<{ node: number; postgres: number }> = [];
+  const dryCpu: Array<{ node: number; postgres: number }> = [];
+  const backfill = async (dryRun: boolean) => {
+    await truncate();
+    const cpu0 = await cpuNow(pool);
+    const t0 = performance.now();
+    const id = `webhook-backfill/bench-${dryRun ? 'dry' : 'execute'}-${Date.now()}`;
+    const summary = await env.client.workflow.execute(webhookBackfill, {
+      taskQueue,
+      workflowId: id,
+      args: [{ runKey: `${id}@1`, path, dryRun, maxAttempts: 5, batchSize: BATCH }],
+    });
+    const ms = performance.now() - t0;
+    (dryRun ? dryCpu : workflowCpu).push(cpuSince(cpu0, await cpuNow(pool)));
+    if (summary.created !== LINES || summary.processed !== LINES || summary.duplicates !== 0 || summary.failed !== 0) {
+      throw new Error(`${dryRun ? 'dry run' : 'workflow'} did not count every line as created: ${JSON.stringify(summary)}`);
+    }
+    if ((await count()) !== (dryRun ? 0 : LINES)) throw new Error(`${dryRun ? 'dry run wrote to' : 'workflow did not fill'} the outbox`);
+    return ms;
+  };
+
+  const loads: string[] = [loadavg()[0]!.toFixed(1)];
   await worker.runUntil(async () => {
     for (let round = 0; round < ROUNDS; round++) {
       await truncate();
-      let t0 = performance.now();
+      const t0 = performance.now();
       await plainScript(pool, path);
       baseline.push(performance.now() - t0);
       if ((await count()) !== LINES) throw new Error('baseline did not insert every line');
 
-      await truncate();
-      t0 = performance.now();
-      const id = `webhook-backfill/bench-${Date.now()}`;
-      const summary = await env.client.workflow.execute(webhookBackfill, {
-        taskQueue,
-        workflowId: id,
-        args: [{ runKey: `${id}@1`, path, dryRun: false, maxAttempts: 5, batchSize: BATCH }],
-      });
-      workflow.push(performance.now() - t0);
-      if (summary.created !== LINES || (await count()) !== LINES) throw new Error('workflow did not create every line');
+      // Alternating which goes first, so a change in the machine's load is not all charged to one side.
+      if (round % 2 === 0) {
+        workflow.push(await backfill(false));
+        dry.push(await backfill(true));
+      } else {
+        dry.push(await backfill(true));
+        workflow.push(await backfill(false));
+      }
+      loads.push(loadavg()[0]!.toFixed(1));
     }
   });
   await env.teardown();
@@ -120,10 +168,18 @@ async function main(): Promise<void> {
 
   const best = (xs: number[]) => Math.min(...xs);
   const rate = (ms: number) => Math.round((LINES / ms) * 1000);
-  console.log(`lines=${LINES} batch_size=${BATCH} baseline_statement=${BASELINE_STATEMENT} rounds=${ROUNDS}`);
-  console.log(`baseline (plain script, unnest INSERT):  best ${best(baseline).toFixed(0)} ms, ${rate(best(baseline))} lines/s (all: ${baseline.map((x) => x.toFixed(0)).join(', ')} ms)`);
-  console.log(`webhookBackfill workflow:              best ${best(workflow).toFixed(0)} ms, ${rate(best(workflow))} lines/s (all: ${workflow.map((x) => x.toFixed(0)).join(', ')} ms)`);
-  console.log(`ratio (workflow rate / baseline rate): ${(best(baseline) / best(workflow)).toFixed(2)}x`);
+  const all = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  console.log(`lines=${LINES} batch_size=${BATCH} baseline_statement=${BASELINE_STATEMENT} rounds=${ROUNDS} load_average_1m=${loads.join(' -> ')}`);
+  console.log(`baseline (plain script, unnest INSERT):  best ${best(baseline).toFixed(0)} ms, ${rate(best(baseline))} lines/s (all: ${all(baseline)} ms)`);
+  console.log(`webhookBackfill workflow:              best ${best(workflow).toFixed(0)} ms, ${rate(best(workflow))} lines/s (all: ${all(workflow)} ms)`);
+  console.log(`webhookBackfill --dry-run:             best ${best(dry).toFixed(0)} ms, ${rate(best(dry))} lines/s (all: ${all(dry)} ms)`);
+  console.log(`ratio (workflow rate / baseline rate): ${(best(baseline) / best(workflow)).toFixed(2)}x; per round: ${baseline.map((b, i) => (b / workflow[i]!).toFixed(2)).join(', ')}`);
+  console.log(`ratio (dry-run rate / workflow rate):  ${(best(workflow) / best(dry)).toFixed(2)}x; per round: ${workflow.map((w, i) => (w / dry[i]!).toFixed(2)).join(', ')}`);
+  const cpu = (xs: Array<{ node: number; postgres: number }>) =>
+    xs.map((x) => `${(x.node / 1000).toFixed(1)}+${(x.postgres / 1000).toFixed(1)}`).join(', ');
+  const total = (xs: Array<{ node: number; postgres: number }>) => xs.reduce((sum, x) => sum + x.node + x.postgres, 0);
+  console.log(`CPU s per run (worker process + PostgreSQL backends): workflow ${cpu(workflowCpu)}; dry run ${cpu(dryCpu)}`);
+  console.log(`ratio of CPU (workflow / dry run, all rounds): ${(total(workflowCpu) / total(dryCpu)).toFixed(2)}x`);
 }
 
 main().catch((err: unknown) => {

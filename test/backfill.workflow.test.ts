@@ -58,7 +58,7 @@ describe('webhookBackfill (real Temporal server, real PostgreSQL)', function () 
         assert.deepEqual(countersOf(dry), expected.expected_on_empty_outbox);
         assert.equal(dry.dryRun, true);
         assert.equal(await outboxCount(h.pool), 0, 'a dry run must not write the outbox');
-        const seen = await h.pool.query('SELECT 1 FROM backfill_dry_run_seen');
+        const seen = await h.pool.query('SELECT 1 FROM backfill_dry_run_seen UNION ALL SELECT 1 FROM backfill_dry_run_coverage');
         assert.equal(seen.rowCount, 0, 'a finished dry run leaves no scratch rows');
 
         const exec = await backfill(inputFile('edge-cases.ndjson'), { batchSize });

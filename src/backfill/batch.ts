@@ -8,19 +8,23 @@ import {
 } from '../shared/backfill';
 import { batchCheckpoints } from '../shared/progress';
 import {
+  beforeBatch,
   castPayloadToJsonb,
   castPayloadsToJsonb,
   type FailedLineRows,
+  forgetDryRunEvents,
   insertFailedLines,
   insertOutboxEvents,
   onceInLedger,
+  readDryRunState,
   readLedger,
   rememberDryRunEvents,
+  setDryRunCoverage,
 } from '../db/queries';
 import { fingerprintOf, identityProblem, InputFileError, openInputFile, restat, type OpenedInput } from '../input-files';
 import { backfillBatchKey } from '../shared/batch-keys';
 import { decodeLine, excerptOf, readLineChunks, sanitizeForText } from './lines';
-import { type EventFields, validateLine } from './validate';
+import { type EventFields, storableForSure, validateLine } from './validate';
 
 /** The file is gone, outside the input roots, or changed under a running backfill: retrying cannot help. */
 export class BackfillFileError extends InputFileError {
@@ -90,45 +94,134 @@ export async function runBackfillBatch(
 
   hooks.throwIfCancelled();
   const file = await openForBatch(input, roots);
+  try {
+    // Checked again inside the batch's transaction; this read only spares the usual case a restore transaction.
+    if (input.dryRun && (await readDryRunState(pool, input.runKey)).coveredTo !== input.startOffset) {
+      if ((await restoreDryRunIds(pool, input, file, hooks)) === 'recorded') {
+        return (await readLedger<BackfillBatchResult>(pool, input.runKey, batchKey))!;
+      }
+    }
+    return await onceInLedger(pool, input.runKey, batchKey, async (client) => {
+      let writes: WriteMode = { dryRun: false };
+      if (input.dryRun) {
+        const state = await readDryRunState(client, input.runKey);
+        // restoreDryRunIds left them covering up to this batch; anything else means they were lost in between
+        // (PostgreSQL restarted): fail this attempt, and the retry restores them first.
+        if (state.coveredTo !== input.startOffset) {
+          throw new Error(`the dry run's recorded ids no longer reach offset ${input.startOffset} (PostgreSQL restarted?); the retry restores them`);
+        }
+        writes = { dryRun: true, utf8: state.utf8 };
+      }
+      const tally = newTally(input.startOffset, input.batchSize);
+      const { created, duplicates } = await parseAndWrite(client, file, input, writes, hooks, tally);
+      await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
+      if (input.dryRun) await setDryRunCoverage(client, input.runKey, tally.endOffset);
+      // Written in place while this batch read it: roll back rather than commit lines read half old, half new.
+      const changed = identityProblem(input.fingerprint, await restat(file));
+      if (changed) throw new BackfillFileError(`${input.path} ${changed}; start a new run on a file that is no longer being written`);
+      const result: BackfillBatchResult = {
+        processed: tally.processed,
+        created,
+        enqueued: created,
+        duplicates,
+        failed: tally.failed.line_number.length,
+        endOffset: tally.endOffset,
+        linesConsumed: tally.linesConsumed,
+      };
+      if (input.checkpoints) {
+        result.checkpoints = batchCheckpoints(tally.outcomes, tally.processed, input.checkpoints, 3);
+      }
+      return result;
+    }, hooks.signal);
+  } finally {
+    await file.handle.close();
+  }
+}
 
-  return onceInLedger(pool, input.runKey, batchKey, async (client) => {
-    const tally: BatchTally = {
-      failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
-      processed: 0,
-      linesConsumed: 0,
-      endOffset: input.startOffset,
-      outcomes: new Uint8Array(input.batchSize),
-    };
-    let created = 0;
-    let duplicates = 0;
-    // PostgreSQL writes one slice while this process parses the next: the two cores work at once.
-    let writing: Promise<{ created: number; duplicates: number }> | undefined;
-    for await (const slice of parseBatch(file, input, hooks, tally)) {
-      if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
-      hooks.throwIfCancelled();
-      writing = writeCandidates(client, input, slice, tally);
-      // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
-      writing.catch(() => undefined);
-    }
+/** How a batch writes: into the outbox, or (dry run) only recording ids, with payloads parsed here when `utf8`. */
+type WriteMode = { dryRun: false } | { dryRun: true; utf8: boolean };
+
+function newTally(startOffset: number, lines: number): BatchTally {
+  return {
+    failed: { line_number: [], byte_offset: [], reason: [], excerpt: [] },
+    processed: 0,
+    linesConsumed: 0,
+    endOffset: startOffset,
+    outcomes: new Uint8Array(lines),
+  };
+}
+
+/** Reads the batch's lines and writes them, PostgreSQL writing one slice while this process parses the next. */
+async function parseAndWrite(
+  client: PoolClient,
+  file: OpenedInput,
+  input: BackfillBatchInput,
+  writes: WriteMode,
+  hooks: BatchHooks,
+  tally: BatchTally,
+): Promise<{ created: number; duplicates: number }> {
+  let created = 0;
+  let duplicates = 0;
+  let writing: Promise<{ created: number; duplicates: number }> | undefined;
+  for await (const slice of parseBatch(file, input, hooks, tally)) {
     if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
-    await insertFailedLines(client, input.runKey, input.workflowId, tally.failed);
-    // Written in place while this batch read it: roll back rather than commit lines read half old, half new.
-    const changed = identityProblem(input.fingerprint, await restat(file));
-    if (changed) throw new BackfillFileError(`${input.path} ${changed}; start a new run on a file that is no longer being written`);
-    const result: BackfillBatchResult = {
-      processed: tally.processed,
-      created,
-      enqueued: created,
-      duplicates,
-      failed: tally.failed.line_number.length,
-      endOffset: tally.endOffset,
-      linesConsumed: tally.linesConsumed,
-    };
-    if (input.checkpoints) {
-      result.checkpoints = batchCheckpoints(tally.outcomes, tally.processed, input.checkpoints, 3);
-    }
-    return result;
-  }, hooks.signal).finally(() => file.handle.close());
+    hooks.throwIfCancelled();
+    writing = writeCandidates(client, input, writes, slice, tally);
+    // Awaited on the next turn or below; this only keeps a failure from counting as unhandled meanwhile.
+    writing.catch(() => undefined);
+  }
+  if (writing) ({ created, duplicates } = addWritten({ created, duplicates }, await writing));
+  return { created, duplicates };
+}
+
+/** Lines a chunk of restoreDryRunIds reads in one transaction: bounded, like a batch. */
+const RESTORE_CHUNK_LINES = BACKFILL_LIMITS.maxBatchSize;
+
+/**
+ * Makes the dry run's recorded ids cover the file up to this batch's start, as the batches before it left them.
+ * They live in UNLOGGED tables (migrations/014_dry_run_unlogged.sql), which PostgreSQL empties after a crash; a batch
+ * run by a worker from before that migration also leaves its coverage behind. Either way the coverage row says how
+ * far the ids are complete, and the lines from there to this batch's start are read again and their ids recorded,
+ * exactly as their batches did (same checks, same PostgreSQL parse of doubtful payloads), counting nothing. Each
+ * chunk commits with its coverage, so a restore cut short goes on from where it stopped and every attempt stays
+ * bounded in time, whatever the file's size. Returns `recorded` if the batch committed meanwhile (a racing attempt).
+ */
+async function restoreDryRunIds(pool: Pool, input: BackfillBatchInput, file: OpenedInput, hooks: BatchHooks): Promise<'recorded' | void> {
+  const batchKey = backfillBatchKey(input.startOffset);
+  // Reading again is not this batch's progress: leave the heartbeat details as they were.
+  const quiet: BatchHooks = { ...hooks, heartbeat: () => undefined };
+  for (;;) {
+    hooks.throwIfCancelled();
+    const outcome = await beforeBatch(pool, input.runKey, batchKey, async (client) => {
+      const state = await readDryRunState(client, input.runKey);
+      let from = state.coveredTo;
+      if (from === input.startOffset) return 'covered' as const;
+      if (from === null || from > input.startOffset) {
+        // Nothing recorded, or ids from past this batch (cannot come from this run's own order): start over.
+        await forgetDryRunEvents(client, input.runKey);
+        from = 0;
+      }
+      if (from < input.startOffset) {
+        const chunk: BackfillBatchInput = {
+          ...input,
+          startOffset: from,
+          // Line numbers only label failed lines, which a restore does not record.
+          startLine: 1,
+          batchSize: RESTORE_CHUNK_LINES,
+          fingerprint: { ...input.fingerprint, size: input.startOffset },
+          checkpoints: undefined,
+        };
+        const tally = newTally(from, RESTORE_CHUNK_LINES);
+        await parseAndWrite(client, file, chunk, { dryRun: true, utf8: state.utf8 }, quiet, tally);
+        // Coverage only ever holds line boundaries of this file, so a chunk always moves on; never loop in place.
+        if (tally.endOffset <= from) throw new Error(`restoring the dry run's ids made no progress at offset ${from}`);
+        from = tally.endOffset;
+      }
+      await setDryRunCoverage(client, input.runKey, from);
+      return from === input.startOffset ? ('covered' as const) : ('partly' as const);
+    }, hooks.signal);
+    if (outcome !== 'partly') return outcome === 'recorded' ? 'recorded' : undefined;
+  }
 }
 
 function addWritten(a: { created: number; duplicates: number }, b: { created: number; duplicates: number }) {
@@ -254,6 +347,7 @@ function isDataError(err: unknown): boolean {
 async function writeCandidates(
   client: PoolClient,
   input: BackfillBatchInput,
+  writes: WriteMode,
   candidates: Candidate[],
   tally: BatchTally,
 ): Promise<{ created: number; duplicates: number }> {
@@ -261,11 +355,15 @@ async function writeCandidates(
   let remaining = candidates;
   for (;;) {
     const unique = firstOccurrences(remaining);
+    // The payloads PostgreSQL must parse to say whether it takes them: all of an insert's, and those of a dry run
+    // that this process cannot vouch for (nearly always none, so a dry run sends only ids).
+    let parsed = unique;
     await client.query('SAVEPOINT batch_write');
     try {
       let createdIds: string[];
-      if (input.dryRun) {
-        await castPayloadsToJsonb(client, unique.map((c) => c.payload));
+      if (writes.dryRun) {
+        if (writes.utf8) parsed = unique.filter((c) => !storableForSure(c.payload));
+        if (parsed.length > 0) await castPayloadsToJsonb(client, parsed.map((c) => c.payload));
         createdIds = await rememberDryRunEvents(client, input.runKey, unique.map((c) => c.event_id));
       } else {
         createdIds = await insertOutboxEvents(client, columnsOf(unique), input.maxAttempts, input.runKey);
@@ -276,7 +374,7 @@ async function writeCandidates(
     } catch (err) {
       if (!isDataError(err)) throw err;
       await client.query('ROLLBACK TO SAVEPOINT batch_write');
-      const rejected = await findRejectedPayloads(client, unique);
+      const rejected = await findRejectedPayloads(client, parsed);
       if (rejected.size === 0) throw err;
       for (const [candidate, reason] of rejected) {
         tally.outcomes[candidate.ordinal] = LINE_OUTCOME.failed;

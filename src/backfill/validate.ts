@@ -90,6 +90,66 @@ function findUnstorableString(value: unknown): string | null {
   return null;
 }
 
+/** Deeper nesting, or a number bigger or finer than this, is left to PostgreSQL to judge (see storableForSure). */
+const SURE_DEPTH = 64;
+const SURE_NUMBER_CHARS = 100;
+const SURE_EXPONENT_DIGITS = 3;
+
+/**
+ * Whether PostgreSQL is certain to take this text as jsonb, given that it is a line validateLine passed and that the
+ * database stores UTF-8. What JSON.parse takes and jsonb refuses, once validateLine has refused \u0000 and unpaired
+ * surrogates: numbers outside numeric's range (an exponent beyond about +-131072, more than 16383 digits after the
+ * point, or an exponent beyond +-1000 on older servers) and nesting deep enough to exhaust the server's stack (many
+ * thousands of levels). Lines with no number of more than SURE_NUMBER_CHARS characters or an exponent of more than
+ * SURE_EXPONENT_DIGITS digits, and no nesting deeper than SURE_DEPTH, are far inside both limits; any other line
+ * gets `false`, and the dry run has PostgreSQL parse it, as the insert would. One pass over the text, skipping
+ * strings with indexOf: the dry run calls this instead of sending every payload to be parsed.
+ */
+export function storableForSure(text: string): boolean {
+  let depth = 0;
+  const end = text.length;
+  let i = 0;
+  while (i < end) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      // The text is valid JSON, so every string closes: find the quote not escaped by an odd run of backslashes.
+      let from = i + 1;
+      for (;;) {
+        const quote = text.indexOf('"', from);
+        let backslashes = 0;
+        while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes += 1;
+        from = quote + 1;
+        if (backslashes % 2 === 0) break;
+      }
+      i = from;
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (++depth > SURE_DEPTH) return false;
+      i += 1;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      depth -= 1;
+      i += 1;
+    } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      let exponentAt = -1;
+      for (; j < end; j++) {
+        const d = text.charCodeAt(j);
+        if (d === 0x65 || d === 0x45) exponentAt = j;
+        else if (!((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x2b || d === 0x2d)) break;
+      }
+      if (j - i > SURE_NUMBER_CHARS) return false;
+      if (exponentAt >= 0) {
+        const sign = text.charCodeAt(exponentAt + 1);
+        const digits = j - exponentAt - 1 - (sign === 0x2b || sign === 0x2d ? 1 : 0);
+        if (digits > SURE_EXPONENT_DIGITS) return false;
+      }
+      i = j;
+    } else {
+      i += 1;
+    }
+  }
+  return true;
+}
+
 function clip(message: string, limit = 300): string {
   const clean = sanitizeForText(message);
   return clean.length > limit ? `${clean.slice(0, limit)}…` : clean;

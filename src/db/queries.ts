@@ -58,6 +58,32 @@ export async function rememberDryRunEvents(client: PoolClient, runKey: string, e
   return result.rows.map((row) => row[0]);
 }
 
+export interface DryRunState {
+  /** Offset up to which the run's ids are recorded (see migrations/014_dry_run_unlogged.sql), or null if none are. */
+  coveredTo: number | null;
+  /** Whether the database stores text as UTF-8: only then can the worker tell alone that PostgreSQL takes a payload. */
+  utf8: boolean;
+}
+
+/** Where a dry run's remembered ids stand. */
+export async function readDryRunState(db: Pool | PoolClient, runKey: string): Promise<DryRunState> {
+  const { rows } = await db.query<{ covered_to: string | null; encoding: string }>(
+    `SELECT (SELECT covered_to FROM backfill_dry_run_coverage WHERE run_key = $1) AS covered_to,
+            current_setting('server_encoding') AS encoding`,
+    [runKey],
+  );
+  const row = rows[0]!;
+  return { coveredTo: row.covered_to === null ? null : Number(row.covered_to), utf8: row.encoding === 'UTF8' };
+}
+
+export async function setDryRunCoverage(client: PoolClient, runKey: string, coveredTo: number): Promise<void> {
+  await client.query(
+    `INSERT INTO backfill_dry_run_coverage (run_key, covered_to) VALUES ($1, $2)
+     ON CONFLICT (run_key) DO UPDATE SET covered_to = EXCLUDED.covered_to`,
+    [runKey, coveredTo],
+  );
+}
+
 /** Makes PostgreSQL parse every payload as jsonb, as the outbox insert would; throws on the first it rejects. */
 export async function castPayloadsToJsonb(client: PoolClient, payloads: string[]): Promise<void> {
   if (payloads.length === 0) return;
@@ -122,8 +148,12 @@ export async function writeLedger(client: PoolClient, runKey: string, batchKey: 
   ]);
 }
 
-export async function forgetDryRunEvents(pool: Pool, runKey: string): Promise<void> {
-  await pool.query(`DELETE FROM backfill_dry_run_seen WHERE run_key = $1`, [runKey]);
+export async function forgetDryRunEvents(db: Pool | PoolClient, runKey: string): Promise<void> {
+  await db.query(
+    `WITH coverage AS (DELETE FROM backfill_dry_run_coverage WHERE run_key = $1)
+     DELETE FROM backfill_dry_run_seen WHERE run_key = $1`,
+    [runKey],
+  );
 }
 
 export async function analyzeOutbox(pool: Pool): Promise<void> {
@@ -512,6 +542,37 @@ export async function onceInLedger<T>(
     }
     const result = await work(client);
     await writeLedger(client, runKey, batchKey, result);
+    signal?.throwIfAborted();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Work that prepares a batch, committed on its own under the batch's lock (so an attempt racing it waits), unless
+ * the batch is already in the ledger: then nothing runs and this returns `recorded`.
+ */
+export async function beforeBatch<T>(
+  pool: Pool,
+  runKey: string,
+  batchKey: string,
+  work: (client: PoolClient) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T | 'recorded'> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await lockBatch(client, runKey, batchKey, signal);
+    if (await readLedger(client, runKey, batchKey)) {
+      await client.query('COMMIT');
+      return 'recorded';
+    }
+    const result = await work(client);
     signal?.throwIfAborted();
     await client.query('COMMIT');
     return result;

@@ -76,7 +76,7 @@ const quietLogger = {
 
 export async function resetTables(pool: Pool): Promise<void> {
   await pool.query(
-    `TRUNCATE webhook_outbox, webhook_delivery_attempts, batch_ledger, backfill_failed_lines, backfill_dry_run_seen,
+    `TRUNCATE webhook_outbox, webhook_delivery_attempts, batch_ledger, backfill_failed_lines, backfill_dry_run_seen, backfill_dry_run_coverage,
               webhook_replay_audit CASCADE`,
   );
 }
