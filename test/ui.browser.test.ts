@@ -47,31 +47,32 @@ function payloadText(p: unknown): string {
   return JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as string;
 }
 
+/** The text of the page and of its frames: the UI renders markdown (summaries, details) in sandboxed iframes. */
 async function bodyText(page: Page): Promise<string> {
-  return page.evaluate(() => (globalThis as unknown as { document: { body: { innerText: string } } }).document.body.innerText);
+  const texts = await Promise.all(
+    page.frames().map((frame) =>
+      frame.evaluate(() => (globalThis as unknown as { document: { body?: { innerText: string } } }).document.body?.innerText ?? '').catch(() => ''),
+    ),
+  );
+  return texts.join('\n');
 }
 
-/** Waits until the page shows every text (the UI loads by fetches after the first paint). */
+/** Waits until the page shows every text (the UI loads by fetches after the first paint); bounded, then fails with what it saw. */
 async function waitForTexts(page: Page, texts: string[], what: string): Promise<void> {
-  try {
-    await page.waitForFunction(
-      (wanted) => {
-        const text = (globalThis as unknown as { document: { body: { innerText: string } } }).document.body.innerText;
-        return wanted.every((t) => text.includes(t));
-      },
-      texts,
-      { timeout: 60_000, polling: 250 },
-    );
-  } catch {
-    const body = await bodyText(page);
-    const missing = texts.filter((t) => !body.includes(t));
-    await page.screenshot({ path: join(ARTIFACTS, `failed-${what.replace(/\W+/g, '-')}.png`), fullPage: true });
-    assert.fail(`${what}: the UI never showed ${JSON.stringify(missing)}; it showed:\n${body.slice(0, 3000)}`);
+  const deadline = Date.now() + 60_000;
+  let body = '';
+  while (Date.now() < deadline) {
+    body = await bodyText(page);
+    if (texts.every((t) => body.includes(t))) return;
+    await page.waitForTimeout(250);
   }
+  const missing = texts.filter((t) => !body.includes(t));
+  await page.screenshot({ path: join(ARTIFACTS, `failed-${what.replace(/\W+/g, '-')}.png`), fullPage: true });
+  assert.fail(`${what}: the UI never showed ${JSON.stringify(missing)}; it showed:\n${body.slice(0, 3000)}`);
 }
 
 async function openTab(page: Page, name: string): Promise<void> {
-  await page.getByRole('link', { name, exact: true }).first().click();
+  await page.getByText(name, { exact: true }).first().click();
 }
 
 describe('operator view: user metadata, search attributes and handler descriptions in the Temporal UI and CLI', function () {
@@ -241,7 +242,9 @@ describe('operator view: user metadata, search attributes and handler descriptio
       await waitForTexts(page, ['Recovery runbook for', 'Waiting for approval', `gotong-worker approve ${runbook.workflowId} --step 1`], 'runbook user metadata');
       await page.screenshot({ path: join(ARTIFACTS, 'runbook-at-gate.png'), fullPage: true });
       await openTab(page, 'Queries');
-      await waitForTexts(page, ['progress', 'awaiting-approval'], 'runbook queries');
+      await waitForTexts(page, ['Query Type', 'Run Query'], 'runbook queries');
+      await page.getByRole('button', { name: 'Run Query' }).click();
+      await waitForTexts(page, ['"phase": "awaiting-approval"', '"currentStep": 1'], 'runbook progress query');
       await page.screenshot({ path: join(ARTIFACTS, 'runbook-queries.png'), fullPage: true });
     });
   });
