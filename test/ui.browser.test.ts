@@ -195,6 +195,37 @@ describe('operator view: user metadata, search attributes and handler descriptio
     assert.deepEqual(gates.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { workflow_id: string }).workflow_id), [runbook.workflowId]);
   });
 
+  it('no history written by this test run holds an event payload, a secret or a connection string', async () => {
+    // The server is the test run's own: every run in it was started by a test file that ran before this one (mocha
+    // runs files in name order, so this is most of the suite) or by this file. Histories are stored unencrypted
+    // and shown to anyone who can read the namespace; payloads stay in PostgreSQL, secrets in the worker.
+    const forbidden: Array<[string, RegExp]> = [
+      ['a PostgreSQL connection string', /postgres(?:ql)?:\/\//i],
+      ['the test database URL', new RegExp(escape(h.databaseUrl))],
+      ['a webhook signing secret', /whsec_|\b[\w-]+-secret\b/],
+      ['an event payload (its actor)', /"actor"\s*:/],
+      ['an event payload (its request id)', /"request_id"\s*:/],
+    ];
+    const runs: Array<{ workflowId: string; runId: string }> = [];
+    for await (const info of client.workflow.list()) runs.push({ workflowId: info.workflowId, runId: info.runId });
+    assert.ok(runs.length >= 4, `runs in the namespace: ${runs.length}`);
+    const findings: string[] = [];
+    let next = 0;
+    const lane = async () => {
+      while (next < runs.length) {
+        const { workflowId, runId } = runs[next++]!;
+        const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+        const text = textsOf(history).join('\n');
+        for (const [what, pattern] of forbidden) {
+          const m = pattern.exec(text);
+          if (m) findings.push(`${workflowId} (${runId}): ${what}: ...${text.slice(Math.max(0, m.index - 80), m.index + 80)}...`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, lane));
+    assert.deepEqual(findings, [], `${findings.length} of ${runs.length} histories hold what they must not:\n${findings.join('\n')}`);
+  });
+
   describe('in headless Chromium', () => {
     let browser: Browser;
     let page: Page;
@@ -256,4 +287,13 @@ function fileName(path: string): string {
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** Every string in a history, payload bytes decoded as the UTF-8 (JSON) they hold. */
+function textsOf(value: unknown, out: string[] = []): string[] {
+  if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
+  else if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) for (const v of value) textsOf(v, out);
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) textsOf(v, out);
+  return out;
 }
