@@ -46,3 +46,22 @@ export async function checkSearchAttributes(operator: OperatorService, namespace
   }
   return { ok: false, missing, wrongType, message: parts.join('. ') };
 }
+
+const TYPE_VALUES: Record<string, number> = Object.fromEntries(Object.entries(TYPE_NAMES).map(([value, name]) => [name, Number(value)]));
+
+/**
+ * Registers the missing attributes on a namespace of the project's own (the demo's): a dev server whose SQLite file
+ * predates them, or a namespace the demo created on a running server, lacks them. Returns those it added.
+ */
+export async function registerMissingSearchAttributes(
+  operator: Pick<temporal.api.operatorservice.v1.OperatorService, 'listSearchAttributes' | 'addSearchAttributes'>,
+  namespace: string,
+): Promise<string[]> {
+  const check = await checkSearchAttributes(operator, namespace);
+  if (check.ok !== false || check.missing.length === 0) return [];
+  const searchAttributes = Object.fromEntries(
+    SEARCH_ATTRIBUTE_DEFINITIONS.filter((a) => check.missing.includes(a.name)).map((a) => [a.name, TYPE_VALUES[a.type]!]),
+  );
+  await operator.addSearchAttributes({ namespace, searchAttributes });
+  return check.missing;
+}

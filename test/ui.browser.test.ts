@@ -5,6 +5,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { backfillWorkflowId } from '../src/client/backfill';
 import { runbookWorkflowId } from '../src/client/runbook';
@@ -182,6 +184,16 @@ describe('operator view: user metadata, search attributes and handler descriptio
     const summaries = (history.events ?? []).map((e) => payloadText(e.userMetadata?.summary)).filter(Boolean);
     assert.ok(summaries.includes('batch 1 at byte 0 (dry run)'), `activity summaries: ${summaries.join(' | ')}`);
     assert.ok(summaries.some((s) => /^batch 2 at byte [1-9][\d,]* \(dry run\)$/.test(s)), `activity summaries: ${summaries.join(' | ')}`);
+  });
+
+  it('the histories these runs wrote (patch marker, upserts, summaries) replay on the code', async () => {
+    const ids = [backfillId, runbook.workflowId, runbookChildId(runbook.workflowId, 1)];
+    for (const workflowId of ids) {
+      const history = await client.workflow.getHandle(workflowId).fetchHistory();
+      const types = (history.events ?? []).map((e) => e.eventType);
+      assert.ok(types.includes(temporal.api.enums.v1.EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES), `${workflowId} upserted its search attributes`);
+      await Worker.runReplayHistory({ workflowBundle: h.workflowBundle }, history, workflowId);
+    }
   });
 
   it('gotong-worker list filters by the search attributes', async () => {
