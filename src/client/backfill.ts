@@ -11,6 +11,7 @@ import {
 import { describeDatabaseUrl } from '../config';
 import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
 import { backfillInputProblem } from '../shared/input-checks';
+import { backfillMetadata, redactedCommand } from '../shared/run-metadata';
 import { checkpointEvery } from '../shared/progress';
 import { formatCounters } from './counters';
 import { UsageError, type Output } from './errors';
@@ -133,6 +134,7 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
       workflowType: 'webhookBackfill',
       workflowId,
       args: [input],
+      metadata: backfillMetadata(input, redactedCommand(process.argv.slice(2))),
       taskQueue: opts.taskQueue,
       view: backfillView(opts),
       progressEvery: every,

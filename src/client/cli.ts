@@ -20,6 +20,7 @@ import { runList, type ListCommandOptions } from './list';
 import { runOutboxShow, runOutboxStats } from './outbox';
 import { runStatus } from './status';
 import { MAX_SHARDS } from '../shared/delivery';
+import { redactedCommand, runbookMetadata } from '../shared/run-metadata';
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -211,7 +212,14 @@ export function buildProgram(out: Output): Command {
       const workflowId = runbookWorkflowId(path);
       const input = runbookInputFrom(runbook, path, workflowId);
       await startDetached(
-        { label: 'webhook-runbook', workflowType: 'webhookRecoveryRunbook', workflowId, args: [input], taskQueue: cfg.taskQueue },
+        {
+          label: 'webhook-runbook',
+          workflowType: 'webhookRecoveryRunbook',
+          workflowId,
+          args: [input],
+          taskQueue: cfg.taskQueue,
+          metadata: runbookMetadata(input, redactedCommand(process.argv.slice(2))),
+        },
         out,
         { json: opts.json, approve: true },
       );
@@ -296,6 +304,9 @@ export function buildProgram(out: Output): Command {
         .default([], 'every state but continued_as_new'),
     )
     .option('--id-prefix <text>', 'only workflow ids that start with this, e.g. webhook-backfill/events.ndjson')
+    .option('--file <name>', 'only runs on this file, by name (search attribute GotongSourceFile)')
+    .option('--dry-run', 'only dry runs (search attribute GotongDryRun)')
+    .option('--awaiting-approval', "only runbooks waiting at a gate (search attribute GotongOutcome='awaiting-approval')")
     .option('--limit <n>', 'at most N runs of each kind', positiveInt('--limit'), 10)
     .option('--json', 'one JSON object per run (snake_case keys)', false)
     .action(async (opts: ListCommandOptions) => {

@@ -5,6 +5,7 @@ import { createPool, explainDatabaseError } from '../db/pool';
 import { ensureDatabase, migrate, pendingMigrations } from '../db/migrate';
 import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
+import { checkSearchAttributes } from '../search-attributes';
 import { explainTemporalError, installWorkerRuntime, temporalTarget } from '../temporal';
 import type { OperatorLogger } from '../logging';
 import { WorkerMetrics } from '../metrics';
@@ -154,6 +155,8 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
         metrics,
         inputRoots: config.inputRoots,
       });
+      const attributes = await checkSearchAttributes(connection.operatorService, target.namespace);
+      if (attributes.ok !== true) logger.warn(attributes.message, attributes.ok === false ? { missingSearchAttributes: attributes.missing } : {});
       logger.info(`polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`, {
         taskQueue: config.taskQueue,
         namespace: target.namespace,

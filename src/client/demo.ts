@@ -11,6 +11,7 @@ import { createDeliveryAgent } from '../delivery/http';
 import { DemoReceiver } from '../dev/demo-receiver';
 import { EmbeddedPostgresError, startEmbeddedPostgres } from '../dev/embedded-postgres';
 import { databaseIdentity, isSameDatabase } from '../db/conninfo';
+import { registerMissingSearchAttributes } from '../search-attributes';
 import { defaultDevServerDbFile, findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { dispatcherWorkflowId, type DispatcherOptions } from '../shared/delivery';
 import type { RunbookProgress } from '../shared/runbook';
@@ -129,6 +130,13 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
     }
     cleanup.push(() => connection.close());
     await ensureNamespace(connection, DEMO_NAMESPACE);
+    try {
+      const added = await registerMissingSearchAttributes(connection.operatorService, DEMO_NAMESPACE);
+      if (added.length > 0) out.err(`[demo] registered the search attributes ${added.join(', ')} on namespace ${DEMO_NAMESPACE}`);
+    } catch (err) {
+      // Only the UI's filters depend on them: the demo runs without.
+      out.err(`[demo] could not register the search attributes (${(err as Error).message}); the UI cannot filter the demo's runs by them`);
+    }
     const client = new Client({ connection, namespace: DEMO_NAMESPACE });
 
     // 2. PostgreSQL: a fresh demo database, on DATABASE_URL's server or an embedded one.

@@ -1,27 +1,36 @@
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import { UsageError, type Output } from './errors';
+import { RunError, UsageError, type Output } from './errors';
+import { SEARCH_ATTRIBUTES } from '../shared/run-metadata';
+import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
 import { jsonLine } from './json';
 import { ago, countersLine, RUN_KINDS, RUN_STATES, type RunKind, type RunSnapshot, type RunState, snapshotJson, snapshotOf } from './status';
 import { printable } from './text';
-import { connectClient } from './watch';
+import { connectClient, missingSearchAttributesWarning } from './watch';
 
 export interface ListFilter {
   kinds: RunKind[];
   /** Empty: every state but continued-as-new (a long run's earlier segments; its newest segment is listed). */
   states: RunState[];
   idPrefix?: string;
+  /** Filters on the project's search attributes (see shared/run-metadata); runs started without them never match. */
+  file?: string;
+  dryRun?: boolean;
+  awaitingApproval?: boolean;
 }
 
 export interface ListCommandOptions {
   kind: string[];
   state: string[];
   idPrefix?: string;
+  file?: string;
+  dryRun?: boolean;
+  awaitingApproval?: boolean;
   limit: number;
   json: boolean;
 }
 
 /** Flags to a filter; a mistake is a usage error naming the values that work. */
-export function listFilterFrom(opts: Pick<ListCommandOptions, 'kind' | 'state' | 'idPrefix'>): ListFilter {
+export function listFilterFrom(opts: Pick<ListCommandOptions, 'kind' | 'state' | 'idPrefix' | 'file' | 'dryRun' | 'awaitingApproval'>): ListFilter {
   const split = (values: string[]) => values.flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()).filter(Boolean);
   const kinds = split(opts.kind);
   for (const kind of kinds) {
@@ -38,10 +47,16 @@ export function listFilterFrom(opts: Pick<ListCommandOptions, 'kind' | 'state' |
   if (opts.idPrefix && /['"\\]/.test(opts.idPrefix)) {
     throw new UsageError("--id-prefix must not contain quotes or backslashes (workflow ids made by this tool have none)");
   }
+  if (opts.file !== undefined && (!/^[\x20-\x7e]+$/.test(opts.file) || /['"\\/]/.test(opts.file))) {
+    throw new UsageError('--file takes the file name only (no directory, quotes or backslashes), e.g. events.ndjson');
+  }
   return {
     kinds: (kinds.length ? [...new Set(kinds)] : Object.keys(RUN_KINDS)) as RunKind[],
     states: [...new Set(states)] as RunState[],
     idPrefix: opts.idPrefix || undefined,
+    file: opts.file || undefined,
+    dryRun: opts.dryRun || undefined,
+    awaitingApproval: opts.awaitingApproval || undefined,
   };
 }
 
@@ -57,6 +72,9 @@ export function visibilityQuery(kind: RunKind, filter: ListFilter): string {
     clauses.push(`ExecutionStatus != '${RUN_STATES.continued_as_new}'`);
   }
   if (filter.idPrefix) clauses.push(`WorkflowId STARTS_WITH '${filter.idPrefix}'`);
+  if (filter.file) clauses.push(`${SEARCH_ATTRIBUTES.sourceFile.name} = '${filter.file}'`);
+  if (filter.dryRun) clauses.push(`${SEARCH_ATTRIBUTES.dryRun.name} = true`);
+  if (filter.awaitingApproval) clauses.push(`${SEARCH_ATTRIBUTES.outcome.name} = 'awaiting-approval'`);
   return clauses.join(' AND ');
 }
 
@@ -79,9 +97,15 @@ export async function listRuns(client: Client, filter: ListFilter, limit: number
   const byKind = new Map<RunKind, RunSnapshot[]>();
   for (const kind of filter.kinds) {
     const infos: WorkflowExecutionInfo[] = [];
-    for await (const info of client.workflow.list({ query: visibilityQuery(kind, filter), pageSize: limit })) {
-      infos.push(info);
-      if (infos.length >= limit) break;
+    try {
+      for await (const info of client.workflow.list({ query: visibilityQuery(kind, filter), pageSize: limit })) {
+        infos.push(info);
+        if (infos.length >= limit) break;
+      }
+    } catch (err) {
+      if (!isMissingSearchAttribute(err)) throw err;
+      const { namespace } = client.options;
+      throw new RunError(`--file, --dry-run and --awaiting-approval need the project's search attributes: ${missingSearchAttributesWarning(namespace)}`);
     }
     byKind.set(kind, await mapLimited(infos, 8, (info) => snapshotOf(client, info, false)));
   }

@@ -13,6 +13,7 @@ import {
 } from '../shared/replay';
 import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
 import { replayInputProblem } from '../shared/input-checks';
+import { redactedCommand, replayMetadata } from '../shared/run-metadata';
 import { PROGRESS_LIMITS } from '../shared/progress';
 import { formatReplayCounters } from './counters';
 import { UsageError, type Output } from './errors';
@@ -182,6 +183,7 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
       workflowType: 'webhookReplayDlq',
       workflowId,
       args: [input],
+      metadata: replayMetadata(input, redactedCommand(process.argv.slice(2))),
       taskQueue: opts.taskQueue,
       view: replayView(opts),
       progressEvery: every,

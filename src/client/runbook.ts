@@ -11,6 +11,7 @@ import {
 } from '@temporalio/client';
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
+import { redactedCommand, runbookMetadata } from '../shared/run-metadata';
 import {
   RUNBOOK_STEPS,
   type EarlierRun,
@@ -352,7 +353,14 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
     const { handle, attached } = await startOrAttachRun(
       client,
       target.namespace,
-      { label: 'webhook-runbook', workflowType: 'webhookRecoveryRunbook', workflowId, args: [input], taskQueue: opts.taskQueue },
+      {
+        label: 'webhook-runbook',
+        workflowType: 'webhookRecoveryRunbook',
+        workflowId,
+        args: [input],
+        taskQueue: opts.taskQueue,
+        metadata: runbookMetadata(input, redactedCommand(process.argv.slice(2))),
+      },
       out,
     );
     const ui = temporalUiUrl(target.address, target.namespace, workflowId);

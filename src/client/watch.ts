@@ -6,6 +6,15 @@ import { explainTemporalError, temporalTarget, type TemporalTarget } from '../te
 import { formatCounters, formatReplayCounters } from './counters';
 import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
+import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
+import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
+
+export function missingSearchAttributesWarning(namespace: string, missing = SEARCH_ATTRIBUTE_DEFINITIONS.map((a) => a.name)): string {
+  return (
+    `namespace '${namespace}' lacks the search attributes ${missing.join(', ')}: the run starts without them (the Temporal UI ` +
+    `cannot filter by them; nothing else changes). Register them once: ${searchAttributeCreateCommands(namespace, missing).join(' ; ')}`
+  );
+}
 
 /** A client for operator commands; an unreachable server becomes one line naming the fix (exit 1). */
 export async function connectClient(namespace?: string): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
@@ -26,6 +35,8 @@ export interface RunStart {
   workflowId: string;
   args: unknown[];
   taskQueue: string;
+  /** Summary, details and search attributes for the Temporal UI (see shared/run-metadata). */
+  metadata?: RunMetadata;
 }
 
 /**
@@ -43,13 +54,27 @@ export async function startOrAttachRun(
     .describe()
     .then((d) => d.status.name === 'RUNNING')
     .catch(() => false);
-  const handle = await client.workflow.start(run.workflowType, {
-    taskQueue: run.taskQueue,
-    workflowId: run.workflowId,
-    args: run.args,
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-  });
+  const start = (withAttributes: boolean) =>
+    client.workflow.start(run.workflowType, {
+      taskQueue: run.taskQueue,
+      workflowId: run.workflowId,
+      args: run.args,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      staticSummary: run.metadata?.staticSummary,
+      staticDetails: run.metadata?.staticDetails,
+      typedSearchAttributes: withAttributes ? run.metadata?.typedSearchAttributes : undefined,
+    });
+  let handle: WorkflowHandle;
+  try {
+    handle = await start(Boolean(run.metadata?.typedSearchAttributes.length));
+  } catch (err) {
+    // A namespace without the project's search attributes refuses a start that sets them. The run works without
+    // them (its workflow sets only those it started with), so start it anyway and say how to register them.
+    if (!run.metadata || !isMissingSearchAttribute(err)) throw err;
+    out.err(`[${run.label}] ${missingSearchAttributesWarning(namespace)}`);
+    handle = await start(false);
+  }
   out.err(`[${run.label}] ${attached ? 'attached to running' : 'started'} ${run.workflowId}`);
   await warnIfNoWorker(client, namespace, run.taskQueue, run.label, out);
   return { handle, attached };

@@ -14,6 +14,8 @@ import {
   resolveDispatcherOptions,
   type SettingSpec,
 } from '../shared/delivery';
+import { dispatcherMetadata, redactedCommand } from '../shared/run-metadata';
+import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
 
 /**
  * The dispatcher shards as a fleet, from a client's side: which run, starting the missing ones, and changing their
@@ -44,13 +46,25 @@ export async function shardStats(client: Client, shard: number): Promise<Dispatc
 
 async function startShard(client: Client, taskQueue: string, shard: number, shards: number, options: DispatcherOptions): Promise<void> {
   const input: DispatcherInput = { shard, shards, options, deliveryTaskQueue: deliveryTaskQueue(taskQueue) };
-  await client.workflow.start('webhookDispatcher', {
-    taskQueue,
-    workflowId: dispatcherWorkflowId(shard),
-    args: [input],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-  });
+  const metadata = dispatcherMetadata(shard, shards, { ...options }, redactedCommand(process.argv.slice(2)));
+  const start = (withAttributes: boolean) =>
+    client.workflow.start('webhookDispatcher', {
+      taskQueue,
+      workflowId: dispatcherWorkflowId(shard),
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      staticSummary: metadata.staticSummary,
+      staticDetails: metadata.staticDetails,
+      typedSearchAttributes: withAttributes ? metadata.typedSearchAttributes : undefined,
+    });
+  try {
+    await start(true);
+  } catch (err) {
+    // Without the project's search attributes (the worker warns about them at start) the shard runs all the same.
+    if (!isMissingSearchAttribute(err)) throw err;
+    await start(false);
+  }
 }
 
 async function update(client: Client, shard: number, patch: DispatcherConfigPatch): Promise<DispatcherConfigAnswer> {

@@ -3,17 +3,22 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { DEV_SERVER_SEARCH_ATTRIBUTE_ARGS } from '../shared/run-metadata';
 
 const run = promisify(execFile);
 
 /** The newest Temporal CLI that `go install` accepts; it embeds Server 1.29.1 and UI 2.42.1. */
 export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
 
-/** Dev-server flags that make activity round trips and SQLite writes cheap (see DESIGN.md). */
+/**
+ * Dev-server flags that make activity round trips and SQLite writes cheap (see DESIGN.md), and register the project's
+ * search attributes (every dev server the project starts has them: the demo's, `temporal-server`'s, the tests').
+ */
 export const FAST_DEV_SERVER_ARGS = [
   '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
   '--sqlite-pragma', 'journal_mode=WAL',
   '--sqlite-pragma', 'synchronous=OFF',
+  ...DEV_SERVER_SEARCH_ATTRIBUTE_ARGS,
 ];
 
 type Log = (line: string) => void;

@@ -27,9 +27,11 @@ import {
   ZERO_COUNTERS,
 } from '../shared/backfill';
 import { backfillBatchKey } from '../shared/batch-keys';
+import { grouped } from '../shared/run-metadata';
 import { backfillInputProblem } from '../shared/input-checks';
 import { checkpointEvery, CheckpointWindow, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
+import { percentOf, RunUi } from './ui';
 import { wakeDispatcher } from './wake';
 
 /** Counters now; with `{ after: n }` also the checkpoints past n processed lines, for clients printing progress lines. */
@@ -37,14 +39,33 @@ export const progressQuery = defineQuery<BackfillProgress, [ProgressQueryArgs?]>
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
-const { inspectBackfillFile, processBackfillBatch, finishBackfill, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
-const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
+/** Shown by the Temporal UI beside each handler (its Queries and Send Signal views). */
+export const BACKFILL_HANDLER_DESCRIPTIONS = {
+  progress:
+    'Counters (processed, created, duplicates, failed), phase, bytes done of the file and batches. Optional argument ' +
+    '{"after": N}: also the checkpoints past N processed lines.',
+  pause: 'Stop after the batch in flight; the run waits, holding its place in the file, until resumed. No argument.',
+  resume: 'Go on reading the file after a pause. No argument.',
+} as const;
+
 
 /**
  * Reads an NDJSON file into the outbox batch by batch. Counters live here and come back in the
  * `progress` query; each batch is accounted exactly once by the ledger, whatever is retried.
  */
 export async function webhookBackfill(input: BackfillInput): Promise<BackfillSummary> {
+  const ui = new RunUi();
+  try {
+    const summary = await backfillRun(input, ui);
+    ui.outcome('completed');
+    return summary;
+  } catch (err) {
+    ui.ended(err);
+    throw err;
+  }
+}
+
+async function backfillRun(input: BackfillInput, ui: RunUi): Promise<BackfillSummary> {
   const invalid = backfillInputProblem(input);
   if (invalid) throw ApplicationFailure.nonRetryable(`webhookBackfill cannot run: ${invalid}`, 'InvalidInput');
   const batchesPerRun = input.batchesPerRun ?? BACKFILL_LIMITS.defaultBatchesPerRun;
@@ -54,6 +75,19 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   let counters: BackfillCounters = input.state?.counters ?? ZERO_COUNTERS;
   const every = checkpointEvery(input.progressEvery ?? BACKFILL_LIMITS.defaultProgressEvery, input.batchSize);
   const checkpoints = new CheckpointWindow(input.state?.checkpoints);
+
+  const showDetails = () => {
+    const shown = paused && phase === 'running' ? 'paused' : phase;
+    const size = state?.fingerprint.size ?? 0;
+    const offset = state?.offset ?? 0;
+    const lines = [
+      `**${input.dryRun ? 'Dry run' : 'Backfill'}, ${shown}**: byte ${grouped(offset)} of ${grouped(size)} (${percentOf(offset, size)}), ${grouped(state?.batches ?? 0)} batches`,
+      `processed ${grouped(counters.processed)} · created ${grouped(counters.created)} · duplicates ${grouped(counters.duplicates)} · failed ${grouped(counters.failed)}`,
+    ];
+    if (shown === 'paused') lines.push('Paused: send the `resume` signal (no input) to go on.');
+    if (counters.failed > 0) lines.push(`Failed lines: \`gotong-worker failed-lines '${workflowInfo().workflowId}'\``);
+    ui.details(lines.join('\n\n'));
+  };
 
   setHandler(progressQuery, (args?: ProgressQueryArgs) => ({
     ...counters,
@@ -66,23 +100,37 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     bytesTotal: state?.fingerprint.size ?? 0,
     batches: state?.batches ?? 0,
     runKey: input.runKey,
-  }));
-  setHandler(pauseSignal, () => {
-    paused = true;
-  });
-  setHandler(resumeSignal, () => {
-    paused = false;
-  });
+  }), { description: BACKFILL_HANDLER_DESCRIPTIONS.progress });
+  showDetails();
+  setHandler(
+    pauseSignal,
+    () => {
+      paused = true;
+      showDetails();
+    },
+    { description: BACKFILL_HANDLER_DESCRIPTIONS.pause },
+  );
+  setHandler(
+    resumeSignal,
+    () => {
+      paused = false;
+      showDetails();
+    },
+    { description: BACKFILL_HANDLER_DESCRIPTIONS.resume },
+  );
 
   // Runs started before cancellation settled the batch in flight replay as they ran.
   const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
-  const runBatch = settlesCancelledBatch ? processBackfillBatch : preSettle.processBackfillBatch;
+  // Summaries are metadata on the command, not part of it: histories written without them replay the same.
+  const runBatch = (summary: string) =>
+    proxyActivities<Activities>({ ...(settlesCancelledBatch ? BATCH_ACTIVITY_OPTIONS : PRE_SETTLE_BATCH_ACTIVITY_OPTIONS), summary }).processBackfillBatch;
 
   if (!state) {
-    const fingerprint = await inspectBackfillFile(input.path);
+    const fingerprint = await proxyActivities<Activities>({ ...BATCH_ACTIVITY_OPTIONS, summary: 'check the file and take its fingerprint' }).inspectBackfillFile(input.path);
     state = { fingerprint, offset: 0, nextLine: 1, batches: 0, counters, paused };
   }
   phase = 'running';
+  showDetails();
 
   // New events are due at once: wake the dispatcher once per run, and at the end (keeps history small).
   let dispatcherWoken = false;
@@ -95,7 +143,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
     }
     let result: BackfillBatchResult;
     try {
-      result = await runBatch({
+      result = await runBatch(`batch ${grouped(state.batches + 1)} at byte ${grouped(state.offset)}${input.dryRun ? ' (dry run)' : ''}`)({
         runKey: input.runKey,
         workflowId: workflowInfo().workflowId,
         path: input.path,
@@ -113,7 +161,10 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       // transaction: wait for it to end and count the batch if it committed, so the counters this run ends
       // with are exactly what the outbox and the ledger hold.
       const committed = (await CancellationScope.nonCancellable(() =>
-        settleBatch({ runKey: input.runKey, batchKey: backfillBatchKey(state!.offset) }),
+        proxyActivities<Activities>({ ...BATCH_ACTIVITY_OPTIONS, summary: `settle the cancelled batch at byte ${grouped(state!.offset)}` }).settleBatch({
+          runKey: input.runKey,
+          batchKey: backfillBatchKey(state!.offset),
+        }),
       )) as BackfillBatchResult | null;
       if (committed) {
         checkpoints.add([counters.processed, counters.created, counters.duplicates, counters.failed], committed.checkpoints);
@@ -135,6 +186,7 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
       batches: state.batches + 1,
     };
     batchesThisRun += 1;
+    showDetails();
     if (result.created > 0 && !input.dryRun && !dispatcherWoken) {
       dispatcherWoken = true;
       wakeDispatcher();
@@ -142,8 +194,10 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
   }
 
   phase = 'finishing';
-  await finishBackfill({ runKey: input.runKey, dryRun: input.dryRun, created: counters.created });
+  showDetails();
+  await proxyActivities<Activities>({ ...BATCH_ACTIVITY_OPTIONS, summary: 'record the run as finished' }).finishBackfill({ runKey: input.runKey, dryRun: input.dryRun, created: counters.created });
   if (!input.dryRun && counters.created > 0) wakeDispatcher();
   phase = 'done';
+  showDetails();
   return { ...counters, dryRun: input.dryRun, runKey: input.runKey, batches: state.batches };
 }

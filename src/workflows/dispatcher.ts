@@ -4,8 +4,10 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  getCurrentDetails,
   metricMeter,
   patched,
+  setCurrentDetails,
   proxyActivities,
   setHandler,
   TimeoutFailure,
@@ -32,8 +34,9 @@ import {
   settingProblems,
 } from '../shared/delivery';
 import { METRICS } from '../shared/metrics';
+import { grouped } from '../shared/run-metadata';
 import { dispatcherBeforeV2 } from './dispatcher-before-v2';
-import { configureUpdate, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal } from './dispatcher-signals';
+import { configureUpdate, DISPATCHER_HANDLER_DESCRIPTIONS, pauseDeliverySignal, resumeDeliverySignal, statsQuery, wakeSignal } from './dispatcher-signals';
 
 /** The patch that introduced this loop (the delivery task queue, health by first attempts, configure). */
 const DISPATCHER_V2 = 'dispatcher-v2';
@@ -64,11 +67,12 @@ export async function webhookDispatcher(input: DispatcherInput): Promise<void> {
     throw ApplicationFailure.nonRetryable(`invalid dispatcher input: ${problems.join('; ')}`, 'InvalidDispatcherInput');
   }
   const shard = new Shard(input, options);
-  setHandler(statsQuery, () => shard.stats());
-  setHandler(wakeSignal, () => shard.wake());
-  setHandler(pauseDeliverySignal, () => shard.pause());
-  setHandler(resumeDeliverySignal, () => shard.resume());
+  setHandler(statsQuery, () => shard.stats(), { description: DISPATCHER_HANDLER_DESCRIPTIONS.stats });
+  setHandler(wakeSignal, () => shard.wake(), { description: DISPATCHER_HANDLER_DESCRIPTIONS.wake });
+  setHandler(pauseDeliverySignal, () => shard.pause(), { description: DISPATCHER_HANDLER_DESCRIPTIONS.pause });
+  setHandler(resumeDeliverySignal, () => shard.resume(), { description: DISPATCHER_HANDLER_DESCRIPTIONS.resume });
   setHandler(configureUpdate, (patch) => shard.configure(patch), {
+    description: DISPATCHER_HANDLER_DESCRIPTIONS.configure,
     validator: (patch) => {
       const reasons = patch && typeof patch === 'object' ? configPatchProblems(patch, shard.settings) : ['expected an object of settings'];
       if (reasons.length > 0) throw new Error(reasons.join('; '));
@@ -252,11 +256,41 @@ class Shard {
     };
   }
 
-  async nextChange(timeoutMs?: number): Promise<void> {
+  async nextChange(timeoutMs?: number, summary?: string): Promise<void> {
+    this.showDetails();
     const seen = this.changes;
     const changed = () => this.changes !== seen;
     if (timeoutMs === undefined) await condition(changed);
-    else await condition(changed, timeoutMs);
+    // The summary is metadata on the timer command: histories written without it replay the same.
+    else await condition(changed, timeoutMs, { summary: summary ?? this.waitSummary(timeoutMs) });
+  }
+
+  /** Why the loop sleeps, for the timer in the UI's timeline. */
+  private waitSummary(ms: number): string {
+    const t = now();
+    const secs = `${Math.round(ms / 100) / 10} s`;
+    if (this.paused) return `auto-pause cool-down: probe the receiver in ${secs}`;
+    if (this.retryAt !== null && this.retryAt > t) return `back off ${secs} after ${this.errorsInARow} failed pass(es)`;
+    if (this.settings.ratePerSecond > 0 && this.nextSlotAt !== null && this.nextSlotAt - RATE_LEAD_MS > t) return `rate limit: next pass in ${secs}`;
+    return `idle: next due event or look in ${secs}`;
+  }
+
+  /** The UI's current details: what this shard is doing and what it has done (metadata, not a command). */
+  showDetails(): void {
+    const c = this.counters;
+    const state = this.stopping
+      ? 'stopping (beyond the configured shards)'
+      : this.paused
+        ? `paused (${this.pauseReason === 'receiver-failing' ? 'the receiver kept failing; a probe follows the cool-down' : 'by an operator; send `resume`'})`
+        : `delivering, ${this.running} pass(es) in flight`;
+    const lines = [
+      `**Shard ${this.input.shard} of ${this.shards}**: ${state}`,
+      `delivered ${grouped(c.delivered)} · retried ${grouped(c.retried)} · dead-lettered ${grouped(c.deadLettered)} · passes ${grouped(c.passes)}`,
+      `backlog ${grouped(this.snapshot.backlog)}${this.snapshot.backlogEstimated ? ' (estimate)' : ''} · in flight ${grouped(this.snapshot.inFlight)}`,
+    ];
+    if (this.lastError && this.lastError.inARow > 0) lines.push(`Last failed pass (${this.lastError.inARow} in a row): ${this.lastError.message}`);
+    const text = lines.join('\n\n');
+    if (getCurrentDetails() !== text) setCurrentDetails(text);
   }
 
   msUntilNextPassMayStart(): number {
@@ -318,7 +352,7 @@ class Shard {
     const wantSnapshot = t - this.lastSnapshotAt >= SNAPSHOT_EVERY_MS;
     if (wantSnapshot) this.lastSnapshotAt = t;
     try {
-      const result = await this.passActivity(options)({
+      const result = await this.passActivity(options, `${probe ? 'probe' : 'delivery'} pass ${grouped(this.counters.passes + this.running)} (up to ${grouped(options.batchSize)} events)`)({
         options,
         leaseMs: leaseMsFor(options),
         wantSnapshot,
@@ -338,7 +372,7 @@ class Shard {
     }
   }
 
-  private passActivity(options: DispatcherOptions) {
+  private passActivity(options: DispatcherOptions, summary: string) {
     const leaseMs = leaseMsFor(options);
     // Backstop only: a pass ends on its own once it has sent what it claimed (every request bounded by the timeout).
     const slowestPassMs =
@@ -357,6 +391,7 @@ class Shard {
       heartbeatTimeout: passHeartbeatTimeoutMs(options),
       // Never retried by Temporal: the loop sees every failure, shows it in `stats`, backs off and starts a new pass.
       retry: { maximumAttempts: 1 },
+      summary,
     }).deliverPass;
   }
 

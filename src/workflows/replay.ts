@@ -27,9 +27,11 @@ import {
   ZERO_REPLAY,
 } from '../shared/replay';
 import { replayBatchKey } from '../shared/batch-keys';
+import { grouped } from '../shared/run-metadata';
 import { replayInputProblem } from '../shared/input-checks';
 import { type Checkpoint, CheckpointWindow, PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
+import { RunUi, shortDuration } from './ui';
 import { wakeDispatcher } from './wake';
 
 /** Counters now; with `{ after: n }` also the checkpoints past n processed rows, for clients printing progress lines. */
@@ -37,14 +39,35 @@ export const replayProgressQuery = defineQuery<ReplayProgress, [ProgressQueryArg
 export const replayPauseSignal = defineSignal('pause');
 export const replayResumeSignal = defineSignal('resume');
 
-const { previewReplay, replayBatch, settleBatch } = proxyActivities<Activities>(BATCH_ACTIVITY_OPTIONS);
-const preSettle = proxyActivities<Activities>(PRE_SETTLE_BATCH_ACTIVITY_OPTIONS);
+/** Shown by the Temporal UI beside each handler (its Queries and Send Signal views). */
+export const REPLAY_HANDLER_DESCRIPTIONS = {
+  progress:
+    'Counters (processed, replayed, skipped), phase, batches and the limit. Optional argument {"after": N}: also the ' +
+    'checkpoints past N processed rows.',
+  pause: 'Stop after the batch in flight until resumed. No argument.',
+  resume: 'Go on resetting rows after a pause. No argument.',
+} as const;
+
+/** The batch activities with a summary for the UI's timeline (metadata: histories without it replay the same). */
+const withSummary = (summary: string, options = BATCH_ACTIVITY_OPTIONS) => proxyActivities<Activities>({ ...options, summary });
 
 /**
  * Resets matching outbox rows (dead letters by default) to pending and due, in batches, each batch
  * exactly once (ledger) with an audit row per event; or, as a dry run, only reports what would be reset.
  */
 export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummary> {
+  const ui = new RunUi();
+  try {
+    const summary = await replayRun(input, ui);
+    ui.outcome('completed');
+    return summary;
+  } catch (err) {
+    ui.ended(err);
+    throw err;
+  }
+}
+
+async function replayRun(input: ReplayInput, ui: RunUi): Promise<ReplaySummary> {
   const invalid = replayInputProblem(input);
   if (invalid) throw ApplicationFailure.nonRetryable(`webhookReplayDlq cannot run: ${invalid}`, 'InvalidInput');
   let counters: ReplayCounters = input.state?.counters ?? ZERO_REPLAY;
@@ -66,6 +89,16 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     }
     return { items, oldest: dryRunMatched >= every ? every : null };
   };
+  const showDetails = () => {
+    const shown = done ? 'done' : paused ? 'paused' : 'running';
+    const lines = [
+      `**${input.dryRun ? 'Dry run' : 'Replay'}, ${shown}**: ${grouped(counters.processed)} of at most ${grouped(input.limit)} rows, ${grouped(batches)} batches`,
+      `${input.dryRun ? 'would reset' : 'replayed'} ${grouped(counters.replayed)} · skipped ${grouped(counters.skipped)} · failed ${grouped(counters.failed)}`,
+    ];
+    if (shown === 'paused') lines.push('Paused: send the `resume` signal (no input) to go on.');
+    ui.details(lines.join('\n\n'));
+  };
+  showDetails();
   setHandler(replayProgressQuery, (args?: ProgressQueryArgs) => {
     const { items, oldest } = page(args?.after);
     return {
@@ -78,24 +111,36 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
       batches,
       limit: input.limit,
     };
-  });
-  setHandler(replayPauseSignal, () => {
-    paused = true;
-  });
-  setHandler(replayResumeSignal, () => {
-    paused = false;
-  });
+  }, { description: REPLAY_HANDLER_DESCRIPTIONS.progress });
+  setHandler(
+    replayPauseSignal,
+    () => {
+      paused = true;
+      showDetails();
+    },
+    { description: REPLAY_HANDLER_DESCRIPTIONS.pause },
+  );
+  setHandler(
+    replayResumeSignal,
+    () => {
+      paused = false;
+      showDetails();
+    },
+    { description: REPLAY_HANDLER_DESCRIPTIONS.resume },
+  );
 
   // Runs started before cancellation settled the batch in flight replay as they ran.
   const settlesCancelledBatch = patched(SETTLE_CANCELLED_BATCH);
-  const runBatch = settlesCancelledBatch ? replayBatch : preSettle.replayBatch;
+  const runBatch = (summary: string) =>
+    withSummary(summary, settlesCancelledBatch ? BATCH_ACTIVITY_OPTIONS : PRE_SETTLE_BATCH_ACTIVITY_OPTIONS).replayBatch;
 
   if (input.dryRun) {
-    const preview: ReplayPreview = await previewReplay({ filter: input.filter, limit: input.limit });
+    const preview: ReplayPreview = await withSummary(`count the rows a replay would reset (at most ${grouped(input.limit)})`).previewReplay({ filter: input.filter, limit: input.limit });
     const n = preview.matched;
     counters = { processed: n, replayed: n, enqueued: n, skipped: 0, failed: 0 };
     dryRunMatched = n;
     done = true;
+    showDetails();
     return { ...counters, dryRun: true, runKey: input.runKey, preview };
   }
 
@@ -122,7 +167,7 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
     };
     let result: ReplayBatchResult;
     try {
-      result = await runBatch({
+      result = await runBatch(`batch ${grouped(batches + 1)}: reset up to ${grouped(size)} rows after ${grouped(counters.processed)}`)({
         runKey: input.runKey,
         batchNumber: batches,
         filter: input.filter,
@@ -133,21 +178,26 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
       if (!settlesCancelledBatch || !CancellationScope.current().consideredCancelled) throw err;
       // Cancelled with this batch in flight: count it if it committed (see webhookBackfill).
       const committed = (await CancellationScope.nonCancellable(() =>
-        settleBatch({ runKey: input.runKey, batchKey: replayBatchKey(batches) }),
+        withSummary(`settle the cancelled batch ${grouped(batches + 1)}`).settleBatch({ runKey: input.runKey, batchKey: replayBatchKey(batches) }),
       )) as ReplayBatchResult | null;
       if (committed) count(committed);
       throw isCancellation(err) ? err : new CancelledFailure('the replay was cancelled while a batch was in flight');
     }
     count(result);
+    showDetails();
     batchesThisRun += 1;
     if (result.replayed > 0 && !woke) {
       woke = true;
       wakeDispatcher();
     }
     if (result.selected < size) break; // the selection is exhausted
-    if (input.ratePerSecond > 0 && result.replayed > 0) await sleep(Math.ceil((result.replayed / input.ratePerSecond) * 1000));
+    if (input.ratePerSecond > 0 && result.replayed > 0) {
+      const ms = Math.ceil((result.replayed / input.ratePerSecond) * 1000);
+      await sleep(ms, { summary: `rate limit: ${shortDuration(ms)} for ${grouped(result.replayed)} rows at ${grouped(input.ratePerSecond)}/s` });
+    }
   }
   if (counters.replayed > 0) wakeDispatcher();
   done = true;
+  showDetails();
   return { ...counters, dryRun: false, runKey: input.runKey };
 }

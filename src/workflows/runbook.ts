@@ -41,8 +41,10 @@ import {
   type StepNumber,
   type VerifyFigures,
 } from '../shared/runbook';
+import { backfillMetadata, grouped, replayMetadata, type RunMetadata, SEARCH_ATTRIBUTES } from '../shared/run-metadata';
 import { webhookBackfill } from './backfill';
 import { webhookReplayDlq } from './replay';
+import { RunUi, shortDuration } from './ui';
 
 export const runbookProgressQuery = defineQuery<RunbookProgress>('progress');
 /** The CLI's way to decide a gate: the answer says which gate was decided, or why not. */
@@ -52,10 +54,23 @@ export const rejectUpdate = defineUpdate<GateAnswer, [GateDecision | undefined]>
 export const approveSignal = defineSignal<[GateDecision?]>('approve');
 export const rejectSignal = defineSignal<[GateDecision?]>('reject');
 
-const { outboxMetrics, previewReplay, inspectBackfillFile, beginRunbook, finishRunbook } = proxyActivities<Activities>({
+/** Shown by the Temporal UI beside each handler (its Queries, Send Signal and update views). */
+export const RUNBOOK_HANDLER_DESCRIPTIONS = {
+  progress: 'The six steps with their status, figures and child runs; the phase, the current step, the baseline, the last refused decision.',
+  approveUpdate:
+    'Approve the gate the run waits at; answers which gate was decided, or is refused with the reason. Input: {"step": 1 or 4, "reason": "..."} (both optional; step guards against approving the wrong gate).',
+  rejectUpdate: 'Reject the gate the run waits at: the run stops there. Input as for approve.',
+  approveSignal:
+    'Approve the gate the run waits at (the UI\'s way; the CLI uses the approve update). Input: {"step": 1 or 4, "reason": "..."}. A refused signal shows in the progress query as lastRefusedDecision.',
+  rejectSignal: 'Reject the gate the run waits at: the run stops there. Input as for approve.',
+} as const;
+
+const ACTIVITY_OPTIONS = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds' },
-});
+} as const;
+/** The runbook's activities with a summary for the UI's timeline (metadata: histories without it replay the same). */
+const activities = (summary: string) => proxyActivities<Activities>({ ...ACTIVITY_OPTIONS, summary });
 
 const DEAD_LETTERS = { status: 'dead_letter', eventTypes: [] as string[] } as const;
 
@@ -78,6 +93,7 @@ type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' }
  * grows with the file or the timeouts; children report nothing to it (the CLI queries them).
  */
 export async function webhookRecoveryRunbook(input: RunbookInput): Promise<RunbookReport> {
+  const ui = new RunUi();
   const runbookId = workflowInfo().workflowId;
   const resume = input.resume;
   const steps: RunbookStep[] = resume?.steps ?? RUNBOOK_STEPS.map((s) => ({ number: s.number, name: s.name, status: 'pending' }));
@@ -91,6 +107,31 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   let lastRefusedDecision: RefusedDecision | null = resume?.lastRefusedDecision ?? null;
   const baseline = () => procedure?.baseline ?? input.baseline ?? null;
 
+  const showDetails = () => {
+    const lines: string[] = [];
+    const head = phase === 'running' ? 'Running' : phase === 'awaiting-approval' ? 'Waiting for approval' : phase[0]!.toUpperCase() + phase.slice(1);
+    const at = currentStep !== null ? `, step ${currentStep} of 6 (${step(currentStep).name}): ${step(currentStep).status}` : '';
+    lines.push(`**${head}**${at}`);
+    if (awaitingGate !== null) {
+      lines.push(
+        `Waiting at the gate after step ${awaitingGate} (${step(awaitingGate).name}). Approve: \`gotong-worker approve ${runbookId} --step ${awaitingGate}\` ` +
+          `· reject: \`gotong-worker reject ${runbookId} --step ${awaitingGate} --reason '...'\` · or here: Send Signal \`approve\` with \`{"step": ${awaitingGate}}\``,
+      );
+    }
+    if (runningChild) lines.push(`Child run: \`${runningChild.workflowId}\``);
+    const done = steps
+      .filter((s) => s.status !== 'pending')
+      .map((s) => `${s.number} ${s.name}: ${s.status}`)
+      .join(' · ');
+    if (done) lines.push(done);
+    const v = currentStep === 3 ? step(3).verify : undefined;
+    if (v) lines.push(`verify: created ${grouped(v.created)} · waiting ${grouped(v.waiting)} · delivered ${grouped(v.delivered)} · dead-lettered ${grouped(v.deadLettered)}`);
+    const c = currentStep === 6 ? step(6).confirm : undefined;
+    if (c) lines.push(`confirm: dead letters ${grouped(c.deadLetters)} (baseline ${grouped(c.baseline)}) · replayed still waiting ${grouped(c.replayWaiting)}`);
+    if (lastRefusedDecision) lines.push(`Last refused decision: ${lastRefusedDecision.refusal}`);
+    ui.details(lines.join('\n\n'));
+  };
+
   setHandler(runbookProgressQuery, () => ({
     runKey: input.runKey,
     procedure,
@@ -101,7 +142,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     steps,
     runningChild,
     lastRefusedDecision,
-  }));
+  }), { description: RUNBOOK_HANDLER_DESCRIPTIONS.progress });
+  showDetails();
 
   // ---- gate decisions: the first one at the open gate wins; every other is refused with the reason ----
 
@@ -146,6 +188,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     [false, rejectUpdate, rejectSignal],
   ] as const) {
     setHandler(update, (d) => decide(approved, d, 'update'), {
+      description: approved ? RUNBOOK_HANDLER_DESCRIPTIONS.approveUpdate : RUNBOOK_HANDLER_DESCRIPTIONS.rejectUpdate,
       validator: (d) => {
         const why = refusal(d);
         if (why) throw ApplicationFailure.create({ type: 'DecisionRefused', message: why, nonRetryable: true });
@@ -165,7 +208,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
         reason: typeof asObject?.reason === 'string' ? asObject.reason : null,
         refusal: why,
       };
-    });
+      showDetails();
+    }, { description: approved ? RUNBOOK_HANDLER_DESCRIPTIONS.approveSignal : RUNBOOK_HANDLER_DESCRIPTIONS.rejectSignal });
   }
 
   // ---- steps ----
@@ -184,6 +228,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     step(n).status = status;
     step(n).message = message;
     phase = 'stopped';
+    ui.set([{ key: SEARCH_ATTRIBUTES.outcome, value: 'stopped' }]);
+    showDetails();
     const reason = `step ${n} (${step(n).name}) ${status}: ${message}`;
     throw ApplicationFailure.create({ type: 'RunbookStopped', message: reason, nonRetryable: true, details: [report('stopped', n, reason)] });
   };
@@ -191,6 +237,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   const begin = (n: StepNumber) => {
     currentStep = n;
     step(n).status = 'running';
+    ui.set([{ key: SEARCH_ATTRIBUTES.runbookStep, value: n }]);
+    showDetails();
   };
 
   const cancelledFromHere = () => CancellationScope.current().consideredCancelled;
@@ -210,7 +258,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
         step(n).waitingFor = workflowId;
         if (attempt === 0) await getExternalWorkflowHandle(workflowId).cancel().catch(() => undefined);
-        await sleep(Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5)));
+        const ms = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5));
+        await sleep(ms, { summary: `step ${n}: wait ${shortDuration(ms)} for ${workflowId} of an earlier run to close (look ${attempt + 1})` });
       }
     }
   }
@@ -239,6 +288,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     step(n).workflowId = workflowId;
     step(n).runKey = runKey;
     runningChild = { step: n, workflowId, kind };
+    showDetails();
     try {
       const handle = await startTakingOver(n, workflowId, () => start(workflowId));
       return await handle.result();
@@ -247,6 +297,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       return stop(n, ...childEnd(workflowId, err));
     } finally {
       runningChild = null;
+      showDetails();
     }
   }
 
@@ -260,7 +311,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       progressEvery: input.progressEvery,
     };
     return runChild(n, 'backfill', runKey, (workflowId) =>
-      startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
+      startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, ...childMetadata(n, backfillMetadata(args, undefined, `step ${n} of ${runbookId}`)) }),
     );
   };
 
@@ -276,9 +327,21 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       progressEvery: input.progressEvery,
     };
     return runChild(n, 'replay', runKey, (workflowId) =>
-      startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
+      startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, ...childMetadata(n, replayMetadata(args, undefined, `step ${n} of ${runbookId}`)) }),
     );
   };
+
+  /**
+   * A child's summary and details (metadata on the start command), and search attributes when this run has them: they
+   * are part of the command, so only runs that have the patch (see RunUi) set them.
+   */
+  function childMetadata(n: StepNumber, m: RunMetadata) {
+    return {
+      staticSummary: m.staticSummary,
+      staticDetails: `${m.staticDetails}\n\nStarted by the runbook \`${runbookId}\` for step ${n} (${step(n).name}).`,
+      ...(ui.hasSearchAttributes ? { typedSearchAttributes: [...m.typedSearchAttributes, { key: SEARCH_ATTRIBUTES.runbookStep, value: n }] } : {}),
+    };
+  }
 
   /** Waits for an operator's decision in manual mode; in auto mode the automatic checks were the gate. */
   async function gate(n: StepNumber): Promise<void> {
@@ -287,10 +350,14 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       phase = 'awaiting-approval';
       awaitingGate = n;
       decision = null;
+      ui.outcome('awaiting-approval');
+      showDetails();
       await condition(() => decision !== null);
       const made: Decision = decision!;
       awaitingGate = null;
       phase = 'running';
+      ui.outcome('running');
+      showDetails();
       step(n).gate = { ...step(n).gate, ...(made.approved ? { approvedBy: 'operator' } : {}), decidedVia: made.via, reason: made.reason };
       if (!made.approved) stop(n, 'rejected', `an operator rejected the gate${made.reason ? `: ${made.reason}` : ''}`);
     } else {
@@ -303,17 +370,20 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
    * Looks at the outbox every pollMs (durable timers) until `check` settles or the deadline passes; one
    * last look runs at the deadline. Continues as new every pollsPerRun looks, carrying the deadline.
    */
-  async function waitUntil(n: 3 | 6, deadline: number, check: () => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
+  async function waitUntil(n: 3 | 6, deadline: number, check: (summary: string) => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
     const pollsPerRun = input.pollsPerRun ?? RUNBOOK_DEFAULTS.pollsPerRun;
+    const what = n === 3 ? 'verify' : 'confirm';
     for (let polls = 1; ; polls++) {
-      const outcome = await check();
+      const outcome = await check(`${what} poll ${polls} of step ${n}`);
+      showDetails();
       if (outcome !== 'wait') return outcome;
       const now = workflowNow();
       if (now >= deadline) return 'timeout';
       if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) {
         await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
       }
-      await sleep(Math.min(input.pollMs, deadline - now));
+      const ms = Math.min(input.pollMs, deadline - now);
+      await sleep(ms, { summary: `wait ${shortDuration(ms)} before ${what} poll ${polls + 1} of step ${n}` });
     }
   }
 
@@ -321,14 +391,14 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   async function prepare(): Promise<RunbookProcedure> {
     let fingerprint;
     try {
-      fingerprint = await inspectBackfillFile(input.path);
+      fingerprint = await activities('check the file and take its fingerprint').inspectBackfillFile(input.path);
     } catch (err) {
       if (cancelledFromHere()) throw err;
       const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
       return stop(1, 'failed', `cannot read the file: ${cause}`);
     }
     const { workflowId, runId } = workflowInfo();
-    return beginRunbook({ runKey: input.runKey, workflowId, runId, path: input.path, fingerprint, baseline: input.baseline });
+    return activities('record the run; take the dead-letter baseline').beginRunbook({ runKey: input.runKey, workflowId, runId, path: input.path, fingerprint, baseline: input.baseline });
   }
 
   async function stepsFrom(from: 1 | 3 | 6): Promise<RunbookReport> {
@@ -362,8 +432,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       // Step 3: wait until the file's events are delivered (or dead-lettered) and enough of them were delivered.
       const created = step(2).backfill!.created;
       const sourceRun = step(2).runKey!;
-      const verify = async (): Promise<'done' | 'wait' | 'hopeless'> => {
-        const metrics = await outboxMetrics({ sourceRun });
+      const verify = async (summary: string): Promise<'done' | 'wait' | 'hopeless'> => {
+        const metrics = await activities(summary).outboxMetrics({ sourceRun });
         const run = metrics.run ?? { waiting: 0, deadLettered: 0 };
         const delivered = created - run.waiting - run.deadLettered;
         const finished = delivered + run.deadLettered;
@@ -415,15 +485,15 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     // Step 6: the replayed events are settled and the dead letters are back to the procedure's baseline.
     const target = procedure!.baseline;
     const replayRun = step(5).status === 'passed' ? step(5).runKey : undefined;
-    const confirm = async (): Promise<'done' | 'wait'> => {
-      const metrics = await outboxMetrics(replayRun ? { replayRun } : {});
+    const confirm = async (summary: string): Promise<'done' | 'wait'> => {
+      const metrics = await activities(summary).outboxMetrics(replayRun ? { replayRun } : {});
       const replayWaiting = metrics.run?.waiting ?? 0;
       step(6).confirm = { deadLetters: metrics.deadLetters, baseline: target, replayWaiting };
       return replayWaiting === 0 && metrics.deadLetters <= target ? 'done' : 'wait';
     };
     if ((await waitUntil(6, resume?.at === 6 ? resume.deadline : workflowNow() + input.confirmTimeoutMs, confirm)) !== 'done') {
       const figures = step(6).confirm!;
-      const remaining = await previewReplay({ filter: { ...DEAD_LETTERS }, limit: 100_000 });
+      const remaining = await activities('step 6: list the dead letters still left').previewReplay({ filter: { ...DEAD_LETTERS }, limit: 100_000 });
       figures.remaining = remaining;
       const byType = Object.entries(remaining.byEventType)
         .map(([type, n]) => `${type}=${n}`)
@@ -442,11 +512,14 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
 
   try {
     const done = await stepsFrom(resume?.at ?? 1);
-    await finishRunbook({ runKey: input.runKey, outcome: 'completed', stoppedAt: null, reason: null });
+    await activities('record the run as completed').finishRunbook({ runKey: input.runKey, outcome: 'completed', stoppedAt: null, reason: null });
     currentStep = null;
     phase = 'completed';
+    ui.outcome('completed');
+    showDetails();
     return done;
   } catch (err) {
+    if (!(err instanceof ContinueAsNew) && !(err instanceof ApplicationFailure && err.type === 'RunbookStopped')) ui.ended(err);
     if (err instanceof ContinueAsNew || procedure === null) throw err;
     if (cancelledFromHere()) {
       // The runbook itself was cancelled (its running child with it): the record says so, then the run ends cancelled.
@@ -455,11 +528,12 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
         step(currentStep).message = 'the runbook was cancelled';
       }
       phase = 'cancelled';
+      showDetails();
       await CancellationScope.nonCancellable(() =>
-        finishRunbook({ runKey: input.runKey, outcome: 'cancelled', stoppedAt: currentStep, reason: 'the runbook was cancelled' }),
+        activities('record the run as cancelled').finishRunbook({ runKey: input.runKey, outcome: 'cancelled', stoppedAt: currentStep, reason: 'the runbook was cancelled' }),
       );
     } else if (err instanceof ApplicationFailure && err.type === 'RunbookStopped') {
-      await finishRunbook({ runKey: input.runKey, outcome: 'stopped', stoppedAt: currentStep, reason: err.message });
+      await activities('record the run as stopped').finishRunbook({ runKey: input.runKey, outcome: 'stopped', stoppedAt: currentStep, reason: err.message });
     }
     throw err;
   }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -15,6 +16,8 @@ export interface Harness {
   databaseUrl: string;
   workflowBundle: WorkflowBundleWithSourceMap;
   temporalCli: string;
+  /** The dev server's Web UI (test/ui.browser.test.ts drives it). */
+  uiUrl: string;
 }
 
 let harness: Harness | undefined;
@@ -42,20 +45,36 @@ export async function setUpHarness(): Promise<void> {
   await recreateDatabase(databaseUrl);
   const pool = createPool(databaseUrl, 20);
   await migrate(pool);
+  const uiPort = await freePort();
   const [env, workflowBundle] = await Promise.all([
     TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: temporalCli },
         ip: '127.0.0.1',
+        // FAST_DEV_SERVER_ARGS also registers the project's search attributes, as every dev server it starts does.
         extraArgs: FAST_DEV_SERVER_ARGS,
         // The dev server logs at warn and error what the suite does on purpose (workers stopped mid-poll, queries to
         // closed runs, slow calls under load); TEST_TEMPORAL_LOG_LEVEL=warn brings them back when debugging the server.
         log: { format: 'pretty', level: process.env.TEST_TEMPORAL_LOG_LEVEL ?? 'never' },
+        ui: true,
+        uiPort,
       },
     }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger }),
   ]);
-  harness = { env, pool, databaseUrl, workflowBundle, temporalCli };
+  harness = { env, pool, databaseUrl, workflowBundle, temporalCli, uiUrl: `http://127.0.0.1:${uiPort}` };
+}
+
+/** A port nothing listens on now (the OS picks it), for the dev server's UI. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export async function tearDownHarness(): Promise<void> {
