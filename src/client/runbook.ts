@@ -12,6 +12,7 @@ import {
 import { BACKFILL_LIMITS } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
 import {
+  RUNBOOK_DEFAULTS,
   RUNBOOK_STEPS,
   type EarlierRun,
   type GateAnswer,
@@ -91,6 +92,7 @@ export function runbookInputFrom(opts: RunbookCommandOptions, path: string, work
     confirmTimeoutMs: parseDuration('--confirm-timeout', opts.confirmTimeout),
     pollMs: parseDuration('--poll-interval', opts.pollInterval),
     progressEvery: opts.progressEvery,
+    pollsPerRun: RUNBOOK_DEFAULTS.pollsPerRun,
   };
 }
 

@@ -28,6 +28,7 @@ import {
 } from '../shared/replay';
 import { replayBatchKey } from '../shared/batch-keys';
 import { replayInputProblem } from '../shared/input-checks';
+import { replayBatchesPerRun } from '../shared/run-inputs';
 import { type Checkpoint, CheckpointWindow, PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { wakeDispatcher } from './wake';
@@ -100,13 +101,14 @@ export async function webhookReplayDlq(input: ReplayInput): Promise<ReplaySummar
   }
 
   const batchSize = replayBatchRows(input);
-  const batchesPerRun = input.batchesPerRun ?? 400;
+  // From the input (the client passes it), or the frozen fallback: a later default never changes a run in flight.
+  const batchesPerRun = replayBatchesPerRun(input);
   let batchesThisRun = 0;
   let woke = false;
   while (counters.processed < input.limit) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookReplayDlq>({ ...input, state: { counters, batches, paused, checkpoints: checkpoints.carry() } });
+      return continueAsNew<typeof webhookReplayDlq>({ ...input, batchesPerRun, state: { counters, batches, paused, checkpoints: checkpoints.carry() } });
     }
     const size = Math.min(batchSize, input.limit - counters.processed);
     const count = (result: ReplayBatchResult) => {

@@ -21,13 +21,13 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
-import type { BackfillInput, BackfillSummary } from '../shared/backfill';
-import type { ReplayInput, ReplaySummary } from '../shared/replay';
+import { BACKFILL_LIMITS, type BackfillInput, type BackfillSummary } from '../shared/backfill';
+import { REPLAY_DEFAULT_BATCHES_PER_RUN, type ReplayInput, type ReplaySummary } from '../shared/replay';
+import { runbookPollsPerRun } from '../shared/run-inputs';
 import {
   type GateAnswer,
   type GateDecision,
   GATE_STEPS,
-  RUNBOOK_DEFAULTS,
   RUNBOOK_STEPS,
   runbookChildId,
   type RefusedDecision,
@@ -258,6 +258,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       maxAttempts: input.maxAttempts,
       batchSize: input.batchSize,
       progressEvery: input.progressEvery,
+      // A child is a new run: it gets today's default, and carries it from then on.
+      batchesPerRun: BACKFILL_LIMITS.defaultBatchesPerRun,
     };
     return runChild(n, 'backfill', runKey, (workflowId) =>
       startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
@@ -274,6 +276,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       batchSize: input.replayBatchSize,
       ratePerSecond: 0,
       progressEvery: input.progressEvery,
+      batchesPerRun: REPLAY_DEFAULT_BATCHES_PER_RUN,
     };
     return runChild(n, 'replay', runKey, (workflowId) =>
       startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
@@ -304,14 +307,15 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
    * last look runs at the deadline. Continues as new every pollsPerRun looks, carrying the deadline.
    */
   async function waitUntil(n: 3 | 6, deadline: number, check: () => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
-    const pollsPerRun = input.pollsPerRun ?? RUNBOOK_DEFAULTS.pollsPerRun;
+    // From the input (the client passes it), or the frozen fallback: a later default never changes a run in flight.
+    const pollsPerRun = runbookPollsPerRun(input);
     for (let polls = 1; ; polls++) {
       const outcome = await check();
       if (outcome !== 'wait') return outcome;
       const now = workflowNow();
       if (now >= deadline) return 'timeout';
       if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
+        await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, pollsPerRun, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
       }
       await sleep(Math.min(input.pollMs, deadline - now));
     }
