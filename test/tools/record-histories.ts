@@ -128,8 +128,9 @@ async function main(): Promise<void> {
   const historyHas = async (workflowId: string, key: string, runId?: string) =>
     ((await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? []).some((e) => (e as Record<string, unknown>)[key]);
   const batchInFlight = async (workflowId: string) => {
-    const described = await client.workflow.getHandle(workflowId).describe();
-    return (described.raw.pendingActivities ?? []).some((a) => String(a.state) === '2' || String(a.state) === 'PENDING_ACTIVITY_STATE_STARTED');
+    // Not found: a child the runbook is still starting.
+    const described = await client.workflow.getHandle(workflowId).describe().catch(() => null);
+    return (described?.raw.pendingActivities ?? []).some((a) => String(a.state) === '2' || String(a.state) === 'PENDING_ACTIVITY_STATE_STARTED');
   };
 
   const line = (id: string) => event(id, { note: PAYLOAD_MARKER });
@@ -293,10 +294,21 @@ async function main(): Promise<void> {
       await waitUntil('gate 1', atGate(workflowId, 1));
       await handle.signal('approve', { step: 4, reason: 'the wrong gate' });
       await waitUntil('the refused signal seen', async () => (await progress(workflowId)).lastRefusedDecision !== null);
+      // The dispatcher is paused while step 3 and step 6 wait, so each of them continues as new before it passes.
+      const continuedInStep = async (step: 3 | 6) => {
+        const { runId } = await handle.describe();
+        await waitUntil(`step ${step} waiting`, async () => (await progress(workflowId)).currentStep === step);
+        await waitUntil(`step ${step} continued as new`, async () => (await handle.describe()).runId !== runId);
+        await dispatcher.signal('resume');
+      };
+      await dispatcher.signal('pause');
       await handle.executeUpdate('approve', { args: [{ step: 1, reason: 'recorded' }] });
+      await continuedInStep(3);
       await waitUntil('gate 4', atGate(workflowId, 4), 240_000);
       rejectShare = () => false;
+      await dispatcher.signal('pause');
       await handle.signal('approve', { step: 4 });
+      await continuedInStep(6);
       await handle.result();
       log(`runbook-completed: ${await saveChain('runbook-completed', workflowId, handle.firstExecutionRunId)} runs`);
       for (const step of [1, 2, 4, 5] as const) {
