@@ -15,12 +15,10 @@ import { TEST_UPGRADE_PATCH } from './helpers/upgrade/changed-workflow-code';
 
 const SECRET = 'upgrade-test-secret';
 
-/** The patch id a history event's marker records, if it is a patch marker. */
-function patchIdOf(event: { markerRecordedEventAttributes?: { markerName?: string | null; details?: Record<string, { payloads?: { data?: Uint8Array | null }[] | null }> | null } | null }): string | null {
-  const marker = event.markerRecordedEventAttributes;
-  if (marker?.markerName !== 'core_patch') return null;
-  const data = marker.details?.['patch_id']?.payloads?.[0]?.data;
-  return data ? (JSON.parse(Buffer.from(data).toString()) as string) : null;
+/** The patch id a history event's marker records, if it is a patch marker (its details: {"id": ..., "deprecated": ...}). */
+function patchIdOf(event: { markerRecordedEventAttributes?: { details?: Record<string, { payloads?: { data?: Uint8Array | null }[] | null }> | null } | null }): string | null {
+  const data = event.markerRecordedEventAttributes?.details?.['patch-data']?.payloads?.[0]?.data;
+  return data ? (JSON.parse(Buffer.from(data).toString()) as { id: string }).id : null;
 }
 
 const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error };

@@ -11,6 +11,7 @@ import {
   defineUpdate,
   getExternalWorkflowHandle,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -63,6 +64,9 @@ const percent = (ratio: number) => `${(ratio * 100).toFixed(2)}%`;
 const duration = (ms: number) => (ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 /** Workflow time: deterministic in the sandbox (the time of the current workflow task). */
 const workflowNow = () => new Date().getTime();
+
+/** Patch ids `gate-opens-with-a-marker-1` and `-4`; see gate(). */
+const GATE_OPENS_WITH_A_MARKER = 'gate-opens-with-a-marker';
 
 type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
@@ -286,6 +290,12 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   /** Waits for an operator's decision in manual mode; in auto mode the automatic checks were the gate. */
   async function gate(n: StepNumber): Promise<void> {
     if (input.approval === 'manual') {
+      // The workflow task that opens a gate must issue a command (this patch's marker, one id per gate: a patch
+      // records its marker once per run). One that issues none is merged, by a worker replaying the run (after a
+      // restart or a deploy), with the task that brings the decision; the SDK runs update validators and signal
+      // handlers before the other jobs of a task, so the validator would see the step still running and refuse the
+      // decision (test/upgrade.test.ts). Runs begun before the marker replay without it.
+      patched(`${GATE_OPENS_WITH_A_MARKER}-${n}`);
       step(n).status = 'awaiting-approval';
       phase = 'awaiting-approval';
       awaitingGate = n;
