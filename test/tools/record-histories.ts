@@ -130,7 +130,9 @@ async function main(): Promise<void> {
   const batchInFlight = async (workflowId: string) => {
     // Not found: a child the runbook is still starting.
     const described = await client.workflow.getHandle(workflowId).describe().catch(() => null);
-    return (described?.raw.pendingActivities ?? []).some((a) => String(a.state) === '2' || String(a.state) === 'PENDING_ACTIVITY_STATE_STARTED');
+    return (described?.raw.pendingActivities ?? []).some(
+      (a) => /Batch$/.test(a.activityType?.name ?? '') && (String(a.state) === '2' || String(a.state) === 'PENDING_ACTIVITY_STATE_STARTED'),
+    );
   };
 
   const line = (id: string) => event(id, { note: PAYLOAD_MARKER });

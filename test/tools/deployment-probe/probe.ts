@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   };
   const version = async (workflowId: string) => {
     const info = (await client.workflow.getHandle(workflowId).describe()).raw.workflowExecutionInfo?.versioningInfo;
-    return `${info?.behavior ?? '-'} on ${info?.deploymentVersion?.buildId ?? '-'}`;
+    const behavior = ['-', 'PINNED', 'AUTO_UPGRADE'][Number(info?.behavior ?? 0)] ?? String(info?.behavior);
+    return `${behavior} on ${info?.deploymentVersion?.buildId ?? '-'}`;
   };
 
   const v1 = await worker('v1');
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   ] as const;
   for (const [id, type, then] of runs) await client.workflow.start(type, { taskQueue: TASK_QUEUE, workflowId: id, args: [then] });
   for (const [id] of runs) {
-    for (let i = 0; (await version(id)).startsWith('-') && i < 200; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; (await version(id)).endsWith('on -') && i < 200; i++) await new Promise((r) => setTimeout(r, 100));
     say(`${id}: started, ${await version(id)}`);
   }
   const v2 = await worker('v2');
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
       const h = client.workflow.getHandle(id);
       const first = (await h.describe()).runId;
       for (let i = 0; (await h.describe()).runId === first && i < 200; i++) await new Promise((r) => setTimeout(r, 100));
-      for (let i = 0; (await version(id)).startsWith('-') && i < 100; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; (await version(id)).endsWith('on -') && i < 100; i++) await new Promise((r) => setTimeout(r, 100));
       say(`${id}: continued as new, the new run is ${await version(id)}`);
       await h.signal('go');
     }
