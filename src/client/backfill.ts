@@ -125,6 +125,7 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
     maxAttempts: opts.maxAttempts,
     batchSize: opts.batchSize,
     progressEvery: opts.progressEvery,
+    batchesPerRun: BACKFILL_LIMITS.defaultBatchesPerRun,
   };
   const invalid = backfillInputProblem(input);
   if (invalid) throw new UsageError(invalid.replace(/^maxAttempts\b/, '--max-attempts').replace(/^batchSize\b/, '--batch-size'));

@@ -10,6 +10,7 @@ import {
   type ReplayProgress,
   type ReplaySummary,
   replayCheckpointEvery,
+  REPLAY_DEFAULT_BATCHES_PER_RUN,
 } from '../shared/replay';
 import { inputPathProblem, inputRootsFromEnvironment } from '../input-files';
 import { replayInputProblem } from '../shared/input-checks';
@@ -166,6 +167,7 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
     batchSize: opts.batchSize,
     ratePerSecond: opts.rate,
     progressEvery: opts.progressEvery,
+    batchesPerRun: REPLAY_DEFAULT_BATCHES_PER_RUN,
   };
   const invalid = replayInputProblem(input);
   if (invalid) throw new UsageError(invalid.replace(/^(\w+(?:\.\w+)?)\b/, (field) => REPLAY_FLAGS[field] ?? field));

@@ -13,6 +13,7 @@ import { BACKFILL_LIMITS } from '../shared/backfill';
 import { dispatcherWorkflowId } from '../shared/delivery';
 import { redactedCommand, runbookMetadata } from '../shared/run-metadata';
 import {
+  RUNBOOK_DEFAULTS,
   RUNBOOK_STEPS,
   type EarlierRun,
   type GateAnswer,
@@ -92,6 +93,7 @@ export function runbookInputFrom(opts: RunbookCommandOptions, path: string, work
     confirmTimeoutMs: parseDuration('--confirm-timeout', opts.confirmTimeout),
     pollMs: parseDuration('--poll-interval', opts.pollInterval),
     progressEvery: opts.progressEvery,
+    pollsPerRun: RUNBOOK_DEFAULTS.pollsPerRun,
   };
 }
 
@@ -485,8 +487,11 @@ export async function runGateDecision(
       );
     }
     // Without --step the decision names the gate the run waits at now, so a late or concurrent decision is
-    // refused as "already decided" rather than passing the next gate.
-    const step = opts.step ?? (await gateWaitingNow(handle));
+    // refused as "already decided" rather than passing the next gate. Asked with --step too: the query has a worker
+    // that does not hold the run replay it before the decision arrives, which runs begun before the
+    // `gate-opens-with-a-marker` patch need (see gate() in src/workflows/runbook.ts).
+    const waitingAt = await gateWaitingNow(handle);
+    const step = opts.step ?? waitingAt;
     let answer: GateAnswer;
     try {
       answer = await handle.executeUpdate<GateAnswer, [GateDecision]>(decision, { args: [{ step, reason: opts.reason }] });

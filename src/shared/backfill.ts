@@ -123,6 +123,7 @@ export const BACKFILL_LIMITS = {
   maxBatchBytes: 32 * 1024 * 1024,
   defaultBatchSize: 10000,
   maxBatchSize: 50000,
+  /** Batches per run the client asks for (carried in the input; see run-inputs.ts). */
   defaultBatchesPerRun: 400,
   /** Checkpoint step of runs started without one (the runbook tool's default). */
   defaultProgressEvery: 1000,

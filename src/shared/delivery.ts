@@ -131,15 +131,29 @@ export function settingProblems(values: Partial<DispatcherOptions>, nameOf: (spe
   return problems;
 }
 
-/** Settings as given, over the defaults: complete, and whether they already were (then nothing was filled in). */
+/**
+ * The settings every run of the dispatcher-v2 loop carries in its input. never change: runs in flight rely on it. A run
+ * whose input lacks one of them fills them in and continues as new at once; were a setting added here later, a run
+ * begun before it would, on replay, continue as new where it did not. A new setting is read instead with a frozen
+ * fallback (see run-inputs.ts) and carried from then on.
+ */
+const CARRIED_SINCE_V2: readonly DispatcherOptionKey[] = [
+  'batchSize', 'claimBytes', 'concurrency', 'ratePerSecond', 'requestTimeoutMs', 'backoffBaseMs', 'backoffCapMs',
+  'autoPauseAfter', 'autoPauseCooldownMs', 'parallelPasses', 'streamMs', 'passesPerRun', 'maxIdleMs', 'probeSize',
+];
+
+/**
+ * Settings as given, over the defaults: complete, and whether they already were (then nothing was filled in). A
+ * default is used only for a setting the input lacks, in a run that then continues as new carrying it, so changing a
+ * default reaches new dispatchers only.
+ */
 export function resolveDispatcherOptions(given: Partial<DispatcherOptions> | undefined): { options: DispatcherOptions; complete: boolean } {
   const options = { ...DEFAULT_DISPATCHER_OPTIONS };
-  let complete = given !== undefined;
   for (const key of Object.keys(DEFAULT_DISPATCHER_OPTIONS) as DispatcherOptionKey[]) {
     const value = given?.[key];
-    if (value === undefined) complete = false;
-    else options[key] = value;
+    if (value !== undefined) options[key] = value;
   }
+  const complete = given !== undefined && CARRIED_SINCE_V2.every((key) => given[key] !== undefined);
   return { options, complete };
 }
 

@@ -39,6 +39,7 @@ export interface ReplayInput {
   ratePerSecond: number;
   /** Record a checkpoint every this many processed rows (coarsened by checkpointEvery); default 1000. */
   progressEvery?: number;
+  /** Batches per workflow run before continuing as new; absent in runs started before the client passed it. */
   batchesPerRun?: number;
   state?: {
     counters: ReplayCounters;
@@ -51,6 +52,9 @@ export interface ReplayInput {
 
 /** Checkpoint step of runs started without one (the runbook tool's default). */
 export const REPLAY_DEFAULT_PROGRESS_EVERY = 1000;
+
+/** Batches per run the client asks for (carried in the input; see run-inputs.ts). */
+export const REPLAY_DEFAULT_BATCHES_PER_RUN = 400;
 
 /** Rows a batch selects: with a velocity limit a batch is about one second of resets, so the pace stays even. */
 export function replayBatchRows(input: Pick<ReplayInput, 'batchSize' | 'ratePerSecond'>): number {

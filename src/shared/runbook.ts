@@ -66,7 +66,8 @@ export const RUNBOOK_DEFAULTS = {
   verifyMinSuccessRate: 0.5,
   /**
    * A look at the outbox costs about 11 history events (activity, timer, two workflow tasks), so a run
-   * continues as new after this many: one run's history stays under RUNBOOK_HISTORY_BOUND events.
+   * continues as new after this many: one run's history stays under RUNBOOK_HISTORY_BOUND events. The client passes
+   * it in the input, which carries it (see run-inputs.ts).
    */
   pollsPerRun: 100,
 } as const;

@@ -29,6 +29,7 @@ import {
 import { backfillBatchKey } from '../shared/batch-keys';
 import { grouped } from '../shared/run-metadata';
 import { backfillInputProblem } from '../shared/input-checks';
+import { backfillBatchesPerRun } from '../shared/run-inputs';
 import { checkpointEvery, CheckpointWindow, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { percentOf, RunUi } from './ui';
@@ -68,7 +69,8 @@ export async function webhookBackfill(input: BackfillInput): Promise<BackfillSum
 async function backfillRun(input: BackfillInput, ui: RunUi): Promise<BackfillSummary> {
   const invalid = backfillInputProblem(input);
   if (invalid) throw ApplicationFailure.nonRetryable(`webhookBackfill cannot run: ${invalid}`, 'InvalidInput');
-  const batchesPerRun = input.batchesPerRun ?? BACKFILL_LIMITS.defaultBatchesPerRun;
+  // From the input (the client passes it), or the frozen fallback: a later default never changes a run in flight.
+  const batchesPerRun = backfillBatchesPerRun(input);
   let phase: BackfillPhase = 'starting';
   let state: BackfillRunState | undefined = input.state;
   let paused = input.state?.paused ?? false;
@@ -139,7 +141,7 @@ async function backfillRun(input: BackfillInput, ui: RunUi): Promise<BackfillSum
   while (state.offset < state.fingerprint.size) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookBackfill>({ ...input, state: { ...state, counters, paused, checkpoints: checkpoints.carry() } });
+      return continueAsNew<typeof webhookBackfill>({ ...input, batchesPerRun, state: { ...state, counters, paused, checkpoints: checkpoints.carry() } });
     }
     let result: BackfillBatchResult;
     try {

@@ -29,6 +29,7 @@ import {
 import { replayBatchKey } from '../shared/batch-keys';
 import { grouped } from '../shared/run-metadata';
 import { replayInputProblem } from '../shared/input-checks';
+import { replayBatchesPerRun } from '../shared/run-inputs';
 import { type Checkpoint, CheckpointWindow, PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
 import { BATCH_ACTIVITY_OPTIONS, PRE_SETTLE_BATCH_ACTIVITY_OPTIONS, SETTLE_CANCELLED_BATCH } from './options';
 import { RunUi, shortDuration } from './ui';
@@ -145,13 +146,14 @@ async function replayRun(input: ReplayInput, ui: RunUi): Promise<ReplaySummary> 
   }
 
   const batchSize = replayBatchRows(input);
-  const batchesPerRun = input.batchesPerRun ?? 400;
+  // From the input (the client passes it), or the frozen fallback: a later default never changes a run in flight.
+  const batchesPerRun = replayBatchesPerRun(input);
   let batchesThisRun = 0;
   let woke = false;
   while (counters.processed < input.limit) {
     await condition(() => !paused);
     if (batchesThisRun >= batchesPerRun || workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof webhookReplayDlq>({ ...input, state: { counters, batches, paused, checkpoints: checkpoints.carry() } });
+      return continueAsNew<typeof webhookReplayDlq>({ ...input, batchesPerRun, state: { counters, batches, paused, checkpoints: checkpoints.carry() } });
     }
     const size = Math.min(batchSize, input.limit - counters.processed);
     const count = (result: ReplayBatchResult) => {

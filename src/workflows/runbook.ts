@@ -11,6 +11,7 @@ import {
   defineUpdate,
   getExternalWorkflowHandle,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -21,13 +22,13 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
-import type { BackfillInput, BackfillSummary } from '../shared/backfill';
-import type { ReplayInput, ReplaySummary } from '../shared/replay';
+import { BACKFILL_LIMITS, type BackfillInput, type BackfillSummary } from '../shared/backfill';
+import { REPLAY_DEFAULT_BATCHES_PER_RUN, type ReplayInput, type ReplaySummary } from '../shared/replay';
+import { runbookPollsPerRun } from '../shared/run-inputs';
 import {
   type GateAnswer,
   type GateDecision,
   GATE_STEPS,
-  RUNBOOK_DEFAULTS,
   RUNBOOK_STEPS,
   runbookChildId,
   type RefusedDecision,
@@ -78,6 +79,9 @@ const percent = (ratio: number) => `${(ratio * 100).toFixed(2)}%`;
 const duration = (ms: number) => (ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 /** Workflow time: deterministic in the sandbox (the time of the current workflow task). */
 const workflowNow = () => new Date().getTime();
+
+/** Patch ids `gate-opens-with-a-marker-1` and `-4`; see gate(). */
+const GATE_OPENS_WITH_A_MARKER = 'gate-opens-with-a-marker';
 
 type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
@@ -309,6 +313,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       maxAttempts: input.maxAttempts,
       batchSize: input.batchSize,
       progressEvery: input.progressEvery,
+      // A child is a new run: it gets today's default, and carries it from then on.
+      batchesPerRun: BACKFILL_LIMITS.defaultBatchesPerRun,
     };
     return runChild(n, 'backfill', runKey, (workflowId) =>
       startChild(webhookBackfill, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, ...childMetadata(n, backfillMetadata(args, undefined, `step ${n} of ${runbookId}`)) }),
@@ -325,6 +331,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       batchSize: input.replayBatchSize,
       ratePerSecond: 0,
       progressEvery: input.progressEvery,
+      batchesPerRun: REPLAY_DEFAULT_BATCHES_PER_RUN,
     };
     return runChild(n, 'replay', runKey, (workflowId) =>
       startChild(webhookReplayDlq, { workflowId, args: [args], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, ...childMetadata(n, replayMetadata(args, undefined, `step ${n} of ${runbookId}`)) }),
@@ -346,6 +353,12 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
   /** Waits for an operator's decision in manual mode; in auto mode the automatic checks were the gate. */
   async function gate(n: StepNumber): Promise<void> {
     if (input.approval === 'manual') {
+      // The workflow task that opens a gate must issue a command (this patch's marker, one id per gate: a patch
+      // records its marker once per run). One that issues none is merged, by a worker replaying the run (after a
+      // restart or a deploy), with the task that brings the decision; the SDK runs update validators and signal
+      // handlers before the other jobs of a task, so the validator would see the step still running and refuse the
+      // decision (test/upgrade.test.ts). Runs begun before the marker replay without it.
+      patched(`${GATE_OPENS_WITH_A_MARKER}-${n}`);
       step(n).status = 'awaiting-approval';
       phase = 'awaiting-approval';
       awaitingGate = n;
@@ -371,7 +384,8 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
    * last look runs at the deadline. Continues as new every pollsPerRun looks, carrying the deadline.
    */
   async function waitUntil(n: 3 | 6, deadline: number, check: (summary: string) => Promise<'done' | 'wait' | 'hopeless'>): Promise<'done' | 'hopeless' | 'timeout'> {
-    const pollsPerRun = input.pollsPerRun ?? RUNBOOK_DEFAULTS.pollsPerRun;
+    // From the input (the client passes it), or the frozen fallback: a later default never changes a run in flight.
+    const pollsPerRun = runbookPollsPerRun(input);
     const what = n === 3 ? 'verify' : 'confirm';
     for (let polls = 1; ; polls++) {
       const outcome = await check(`${what} poll ${polls} of step ${n}`);
@@ -380,7 +394,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       const now = workflowNow();
       if (now >= deadline) return 'timeout';
       if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
+        await continueAsNew<typeof webhookRecoveryRunbook>({ ...input, pollsPerRun, resume: { at: n, deadline, procedure: procedure!, steps, lastRefusedDecision } });
       }
       const ms = Math.min(input.pollMs, deadline - now);
       await sleep(ms, { summary: `wait ${shortDuration(ms)} before ${what} poll ${polls + 1} of step ${n}` });
