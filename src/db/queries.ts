@@ -3,6 +3,22 @@ import type { ReplayFilter, ReplayPreview } from '../shared/replay';
 
 /** Hot-path SQL, one small typed function each. Row types keep the tables' snake_case names. */
 
+/** Runs `work` in a transaction on a client of its own: committed if it returns, rolled back if it throws. */
+export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
 export interface OutboxInsertRows {
   event_id: string[];
   event_type: string[];
@@ -297,9 +313,7 @@ export interface DeliveryRecord {
  */
 export async function recordDeliveries(pool: Pool, leaseOwner: string, records: DeliveryRecord[]): Promise<number> {
   if (records.length === 0) return 0;
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     // Delivery is at-least-once: if PostgreSQL crashed before flushing this, the leases would expire and
     // the events be delivered again, which receivers dedupe by event_id. Not waiting for the flush keeps
     // the commit off the dispatcher's critical path.
@@ -334,14 +348,8 @@ export async function recordDeliveries(pool: Pool, leaseOwner: string, records: 
        SELECT count(*) AS updated FROM outcome`,
       [JSON.stringify(records), leaseOwner],
     );
-    await client.query('COMMIT');
     return Number(rows[0]!.updated);
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Gives back claimed events that were never sent (pause, cancel), uncounting the attempt claimed for them. */
@@ -530,27 +538,16 @@ export async function onceInLedger<T>(
 ): Promise<T> {
   const recorded = await readLedger<T>(pool, runKey, batchKey);
   if (recorded) return recorded;
-  const client = await pool.connect();
-  // Statement cancellation on abort (src/db/pool.ts) plugs in here, for `client`, while this transaction is open.
-  try {
-    await client.query('BEGIN');
+  // Statement cancellation on abort (src/db/pool.ts) plugs in here, for the client, while this transaction is open.
+  return inTransaction(pool, async (client) => {
     await lockBatch(client, runKey, batchKey, signal);
     const raced = await readLedger<T>(client, runKey, batchKey);
-    if (raced) {
-      await client.query('COMMIT');
-      return raced;
-    }
+    if (raced) return raced;
     const result = await work(client);
     await writeLedger(client, runKey, batchKey, result);
     signal?.throwIfAborted();
-    await client.query('COMMIT');
     return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**
@@ -564,24 +561,13 @@ export async function beforeBatch<T>(
   work: (client: PoolClient) => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T | 'recorded'> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     await lockBatch(client, runKey, batchKey, signal);
-    if (await readLedger(client, runKey, batchKey)) {
-      await client.query('COMMIT');
-      return 'recorded';
-    }
+    if (await readLedger(client, runKey, batchKey)) return 'recorded' as const;
     const result = await work(client);
     signal?.throwIfAborted();
-    await client.query('COMMIT');
     return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**
@@ -589,19 +575,10 @@ export async function beforeBatch<T>(
  * was cancelled or lost with its worker) to commit or roll back, then reads the ledger.
  */
 export async function settledBatch<T>(pool: Pool, runKey: string, batchKey: string): Promise<T | null> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     await lockBatch(client, runKey, batchKey);
-    const result = await readLedger<T>(client, runKey, batchKey);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    return readLedger<T>(client, runKey, batchKey);
+  });
 }
 
 // ---- recovery runbook ----
