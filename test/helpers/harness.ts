@@ -38,7 +38,10 @@ function testDatabaseUrl(): string {
 
 export async function setUpHarness(): Promise<void> {
   // Worker state changes and expected activity failures would drown the test report at INFO.
-  Runtime.install({ logger: new DefaultLogger((process.env.TEST_LOG_LEVEL as 'ERROR' | undefined) ?? 'ERROR') });
+  // The Rust core's lines are forwarded to that logger too, as the worker does (src/temporal.ts); otherwise the core
+  // prints its expected warnings (a task completed after its run closed) straight into the report.
+  const level = (process.env.TEST_LOG_LEVEL as 'ERROR' | undefined) ?? 'ERROR';
+  Runtime.install({ logger: new DefaultLogger(level), telemetryOptions: { logging: { filter: { core: level, other: 'ERROR' }, forward: {} } } });
   const temporalCli = await findOrBuildTemporalCli({ log: (line) => console.error(`[test setup] ${line}`) });
   const databaseUrl = testDatabaseUrl();
   // A database of the tests' own, dropped and created fresh for every test run.
