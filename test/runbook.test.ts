@@ -222,18 +222,18 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     let step2Key = '';
     await withWorker(taskQueue, async () => {
       const handle = await start(args);
-      // The runbook's progress names the running child; its live counters are the child's own progress query.
+      // The runbook's progress names the running child; its live counters are the child's own progress query. A batch
+      // is in the ledger a moment before the child's workflow has counted it, so the wait asks for both.
+      const child = h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`);
       await waitFor('step 2 under way', async () => {
         const p = await handle.query<RunbookProgress>('progress');
         step2Key = p.steps[1]!.runKey ?? '';
-        return p.runningChild?.workflowId === `${handle.workflowId}/step-2-backfill-execute` && (await ledgerCreated(step2Key)).batches > 0;
+        if (p.runningChild?.workflowId !== child.workflowId || (await ledgerCreated(step2Key)).batches === 0) return false;
+        return (await child.query<{ processed: number }>('progress')).processed > 0;
       }, 60_000, 5);
-      const childProgress = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).query<{ processed: number }>('progress');
-      assert.ok(childProgress.processed > 0);
       await handle.cancel();
       await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure);
-      const child = await h.env.client.workflow.getHandle(`${handle.workflowId}/step-2-backfill-execute`).describe();
-      assert.equal(child.status.name, 'CANCELLED');
+      assert.equal((await child.describe()).status.name, 'CANCELLED');
       // The run's own record says how it ended, for the run that continues it.
       const p = await handle.query<RunbookProgress>('progress');
       assert.equal(p.phase, 'cancelled');
