@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
-import { BENCH_DATABASE_URL, benchTemporal } from './common';
+import { BENCH_DATABASE_URL, benchTemporal, seedPendingEvents } from './common';
 import { CpuTally, descendants, machineCpu } from './proc-cpu';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { resolveDispatcherOptions } from '../src/shared/delivery';
@@ -141,16 +141,7 @@ async function main(): Promise<void> {
 
   const seed = async () => {
     await pool.query('TRUNCATE webhook_outbox, webhook_delivery_attempts CASCADE');
-    await pool.query(
-      `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload, status, attempts, max_attempts, next_attempt_at)
-       SELECT 'evt_' || i, 'contribution_created', '1', 'req_' || i, 'user_' || (i % 997),
-              jsonb_build_object('event_id', 'evt_' || i, 'event_type', 'contribution_created', 'schema_version', '1',
-                                 'request_id', 'req_' || i, 'actor', jsonb_build_object('user_id', 'user_' || (i % 997)),
-                                 'subject', jsonb_build_object('title', 'item ' || i)),
-              'pending', 0, 5, now()
-         FROM generate_series(1, $1::int) AS i`,
-      [EVENTS],
-    );
+    await seedPendingEvents(pool, EVENTS);
     await pool.query('VACUUM ANALYZE webhook_outbox');
   };
 

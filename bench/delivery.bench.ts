@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
-import { BENCH_DATABASE_URL, benchTemporal } from './common';
+import { BENCH_DATABASE_URL, benchTemporal, seedPendingEvents } from './common';
 import { CpuTally, descendants, machineCpu } from './proc-cpu';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
@@ -65,17 +65,7 @@ async function main(): Promise<void> {
   await recreateDatabase(DATABASE_URL);
   const pool = createPool(DATABASE_URL, 10);
   await migrate(pool);
-  const seed = () =>
-    pool.query(
-      `INSERT INTO webhook_outbox (event_id, event_type, schema_version, request_id, actor_user_id, payload, status, attempts, max_attempts, next_attempt_at)
-       SELECT 'evt_' || i, 'contribution_created', '1', 'req_' || i, 'user_' || (i % 997),
-              jsonb_build_object('event_id', 'evt_' || i, 'event_type', 'contribution_created', 'schema_version', '1',
-                                 'request_id', 'req_' || i, 'actor', jsonb_build_object('user_id', 'user_' || (i % 997)),
-                                 'subject', jsonb_build_object('title', 'item ' || i)),
-              'pending', 0, 5, now()
-         FROM generate_series(1, $1::int) AS i`,
-      [EVENTS],
-    );
+  const seed = () => seedPendingEvents(pool, EVENTS);
 
   const { env, workflowBundle } = await benchTemporal();
   const temporalPids = descendants(process.pid).filter((pid) => pid !== receiver.pid);
