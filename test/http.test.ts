@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
 import { ConfigError, loadConfig } from '../src/config';
-import { LOCATION_LOG_CHARS, loggableLocation, parseWebhookUrl, readBounded, WebhookUrlError } from '../src/delivery/http';
+import { type CollectedResponse, LOCATION_LOG_CHARS, loggableLocation, parseWebhookUrl, ResponseCollector, WebhookUrlError } from '../src/delivery/http';
 import { headerSafe, parseSigningSecret, SigningSecretError, signedHeaders, standardSignature } from '../src/delivery/signing';
 
 const whsec = (bytes: number) => `whsec_${Buffer.alloc(bytes, 7).toString('base64')}`;
@@ -131,32 +130,75 @@ describe('delivery HTTP rules (pure)', () => {
     });
   });
 
-  describe('reading a response body', () => {
-    it('keeps at most the limit and destroys the stream past it', async () => {
-      const stream = new PassThrough();
-      const read = readBounded(stream, 10);
-      stream.write(Buffer.from('0123456'));
-      stream.write(Buffer.from('789abc'));
-      const result = await read;
-      assert.equal(result.bytes.toString(), '0123456789');
-      assert.equal(result.overLimit, true);
-      assert.equal(stream.destroyed, true);
+  describe('collecting a response (undici dispatch handler)', () => {
+    const collect = (limit: number, timeoutMs = 60_000) => {
+      let settled: CollectedResponse | undefined;
+      let abortedWith: Error | undefined;
+      const collector = new ResponseCollector(limit, timeoutMs, (response) => {
+        assert.equal(settled, undefined, 'settles once');
+        settled = response;
+      });
+      collector.onConnect((reason) => (abortedWith = reason));
+      return { collector, settled: () => settled, abortedWith: () => abortedWith };
+    };
+    const headers = (...pairs: string[]) => pairs.map((text) => Buffer.from(text, 'latin1'));
+
+    it('keeps at most the limit and aborts the request past it', () => {
+      const { collector, settled, abortedWith } = collect(10);
+      collector.onHeaders(200, headers('Content-Type', 'text/plain'));
+      assert.equal(collector.onData(Buffer.from('0123456')), true);
+      assert.equal(collector.onData(Buffer.from('789abc')), false);
+      // undici reports the abort as an error afterwards; the response is already settled.
+      collector.onError(new Error('aborted'));
+      assert.ok(abortedWith(), 'the request (and its connection) was aborted');
+      assert.equal(settled()!.body.toString(), '0123456789');
+      assert.equal(settled()!.cutOff, 'size_limit');
+      assert.equal(settled()!.statusCode, 200);
     });
 
-    it('reads a body of exactly the limit to its end', async () => {
-      const stream = new PassThrough();
-      const read = readBounded(stream, 4);
-      stream.end(Buffer.from('abcd'));
-      assert.deepEqual(await read, { bytes: Buffer.from('abcd'), overLimit: false, failed: false });
+    it('reads a body of exactly the limit to its end', () => {
+      const { collector, settled, abortedWith } = collect(4);
+      collector.onHeaders(204, []);
+      collector.onData(Buffer.from('abcd'));
+      collector.onComplete();
+      assert.equal(abortedWith(), undefined);
+      assert.deepEqual({ body: settled()!.body.toString(), cutOff: settled()!.cutOff, error: settled()!.error }, { body: 'abcd', cutOff: null, error: null });
     });
 
-    it('keeps what arrived before the stream failed', async () => {
-      const stream = new PassThrough();
-      const read = readBounded(stream, 100);
-      stream.write(Buffer.from('part'));
-      await new Promise((r) => setImmediate(r));
-      stream.destroy(new Error('socket hang up'));
-      assert.deepEqual(await read, { bytes: Buffer.from('part'), overLimit: false, failed: true });
+    it('keeps what arrived before the connection failed', () => {
+      const { collector, settled } = collect(100);
+      collector.onHeaders(200, []);
+      collector.onData(Buffer.from('part'));
+      collector.onError(new Error('socket hang up'));
+      assert.equal(settled()!.body.toString(), 'part');
+      assert.equal(settled()!.cutOff, 'connection_lost');
+      assert.equal(settled()!.statusCode, 200);
+    });
+
+    it('keeps the first Retry-After and Location, whatever their case, as latin1', () => {
+      const { collector, settled } = collect(100);
+      collector.onHeaders(307, headers('RETRY-AFTER', '30', 'location', 'https://example.test/\xe9', 'Location', 'https://second.test/', 'retry-after', '99'));
+      collector.onComplete();
+      assert.equal(settled()!.retryAfter, '30');
+      assert.equal(settled()!.location, 'https://example.test/\xe9');
+    });
+
+    it('aborts at the deadline: before the headers there is no status, after them the body is cut off', async () => {
+      const before = collect(100, 1);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.ok(before.abortedWith(), 'aborted by the deadline');
+      before.collector.onError(before.abortedWith()!);
+      assert.equal(before.settled()!.statusCode, null);
+      assert.equal(before.settled()!.deadlineHit, true);
+
+      const during = collect(100, 1);
+      during.collector.onHeaders(200, []);
+      during.collector.onData(Buffer.from('slow'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      during.collector.onError(during.abortedWith()!);
+      assert.equal(during.settled()!.statusCode, 200);
+      assert.equal(during.settled()!.cutOff, 'deadline');
+      assert.equal(during.settled()!.body.toString(), 'slow');
     });
   });
 

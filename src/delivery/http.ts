@@ -1,6 +1,4 @@
 import { hash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import type { ClaimedEvent } from '../db/queries';
 import { sanitizeForText } from '../backfill/lines';
@@ -136,72 +134,121 @@ export function loggableLocation(value: string | string[] | undefined): string |
   return text.length > LOCATION_LOG_CHARS ? `${text.slice(0, LOCATION_LOG_CHARS - 3)}...` : text;
 }
 
-interface BoundedBody {
-  bytes: Buffer;
-  /** More than `limit` bytes were sent: the stream was destroyed, closing the connection. */
-  overLimit: boolean;
-  /** The body failed (deadline, connection lost) before its end; `bytes` holds what arrived. */
-  failed: boolean;
-}
-
-/**
- * Reads a response body, keeping at most `limit` bytes. Past the limit it destroys the stream, which closes
- * the connection: a receiver streaming 100 MB costs 64 KiB, not 100 MB and their time. Never rejects: what
- * arrived before a failure is still evidence. Plain listeners rather than `for await`: an async iterator
- * per response (usually an empty 2xx body) was a visible share of a pass's CPU.
- */
-export function readBounded(stream: Readable, limit: number): Promise<BoundedBody> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    let settled = false;
-    const settle = (overLimit: boolean, failed: boolean) => {
-      if (settled) return;
-      settled = true;
-      resolve({ bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), overLimit, failed });
-    };
-    stream.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      if (chunk.length > limit - kept) {
-        chunks.push(chunk.subarray(0, limit - kept));
-        kept = limit;
-        settle(true, false);
-        stream.destroy();
-        return;
-      }
-      chunks.push(chunk);
-      kept += chunk.length;
-    });
-    stream.once('end', () => settle(false, false));
-    // `on`, not `once`: destroying the stream above makes undici emit an abort error after we settled.
-    stream.on('error', () => settle(false, true));
-  });
-}
-
-/** The deadline's abort reason, so it is told apart from a connection that failed. */
+/** Why an attempt's request was aborted by the dispatcher rather than failing by itself. */
 class DeadlineExceeded extends Error {}
+class ResponseOverLimit extends Error {}
+
+/** What an attempt's response turned out to be, as `ResponseCollector` gathered it. */
+export interface CollectedResponse {
+  /** Null when no response headers arrived (a network failure or the deadline). */
+  statusCode: number | null;
+  /** The failure that ended the attempt early, if any: before the headers, or while the body was arriving. */
+  error: Error | null;
+  retryAfter: string | undefined;
+  location: string | undefined;
+  /** At most the read limit of the body, as it arrived. */
+  body: Buffer;
+  /** Why the body is partial, or null when it was read to its end. */
+  cutOff: ResponseCutOff | null;
+  /** The deadline ended the attempt (before or after the headers). */
+  deadlineHit: boolean;
+}
 
 /**
- * One request's overall deadline, as the abort signal undici takes (it accepts an EventEmitter as well as an
- * AbortSignal). An AbortController per request cost about a quarter more CPU per attempt than the request
- * itself; this costs a timer (bench/http.bench.ts, BENCHMARKS.md).
+ * Receives one attempt's response from undici's dispatch API: the status, the two headers the log keeps, and at most
+ * `limit` bytes of the body, within one overall deadline. A request through undici's promise API costs a response
+ * stream, its events, a promise and an abort-signal listener per attempt; this costs an object and a timer
+ * (bench/http.bench.ts). Past `limit` bytes, or at the deadline, it aborts the request, which closes the connection: a
+ * receiver streaming 100 MB costs 64 KiB, not 100 MB and their time. It settles once, whatever undici calls after.
  */
-class Deadline extends EventEmitter {
-  aborted = false;
-  reason: Error | undefined;
+export class ResponseCollector {
+  private statusCode: number | null = null;
+  private retryAfter: string | undefined;
+  private location: string | undefined;
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  private overLimit = false;
+  private deadlineHit = false;
+  private abortRequest: ((reason: Error) => void) | null = null;
   private readonly timer: NodeJS.Timeout;
+  private settled = false;
 
-  constructor(ms: number) {
-    super();
-    this.timer = setTimeout(() => {
-      this.aborted = true;
-      this.reason = new DeadlineExceeded();
-      this.emit('abort');
-    }, ms);
+  constructor(
+    private readonly limit: number,
+    timeoutMs: number,
+    private readonly settle: (response: CollectedResponse) => void,
+  ) {
+    this.timer = setTimeout(() => this.expire(), timeoutMs);
   }
 
-  clear(): void {
+  onConnect(abort: (reason: Error) => void): void {
+    this.abortRequest = abort;
+    // A request that waited for a connection past its deadline is aborted as soon as it could be sent.
+    if (this.deadlineHit) abort(new DeadlineExceeded());
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    this.statusCode = statusCode;
+    if (rawHeaders) {
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        const name = rawHeaders[i]!;
+        // Only two names matter; most headers are told apart by their length without decoding them.
+        if (name.length !== 11 && name.length !== 8) continue;
+        // Header values arrive as latin1, one character per byte on the wire.
+        const lower = name.toString('latin1').toLowerCase();
+        if (lower === 'retry-after') this.retryAfter ??= rawHeaders[i + 1]!.toString('latin1');
+        else if (lower === 'location') this.location ??= rawHeaders[i + 1]!.toString('latin1');
+      }
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.settled) return false;
+    if (chunk.length > this.limit - this.kept) {
+      this.chunks.push(chunk.subarray(0, this.limit - this.kept));
+      this.kept = this.limit;
+      this.overLimit = true;
+      this.finish(null);
+      this.abortRequest?.(new ResponseOverLimit());
+      return false;
+    }
+    this.chunks.push(chunk);
+    this.kept += chunk.length;
+    return true;
+  }
+
+  onComplete(): void {
+    this.finish(null);
+  }
+
+  onError(err: Error): void {
+    this.finish(err);
+  }
+
+  onUpgrade(): void {
+    this.finish(new Error('unexpected protocol upgrade'));
+  }
+
+  private expire(): void {
+    this.deadlineHit = true;
+    this.abortRequest?.(new DeadlineExceeded());
+  }
+
+  private finish(error: Error | null): void {
+    if (this.settled) return;
+    this.settled = true;
     clearTimeout(this.timer);
+    const failed = error !== null;
+    this.settle({
+      statusCode: this.statusCode,
+      error,
+      retryAfter: this.retryAfter,
+      location: this.location,
+      body: this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks),
+      cutOff: this.overLimit ? 'size_limit' : !failed ? null : this.deadlineHit ? 'deadline' : 'connection_lost',
+      deadlineHit: this.deadlineHit,
+    });
   }
 }
 
@@ -214,42 +261,42 @@ class Deadline extends EventEmitter {
 export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
   const startedAt = Date.now();
   const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt / 1000), body);
-  const deadline = new Deadline(timeoutMs);
-  try {
-    const { origin, path, authorization } = endpointOf(target);
-    if (authorization) headers.authorization = authorization;
-    const response = await target.agent.request({ origin, path, method: 'POST', headers, body, signal: deadline });
-    const read = await readBounded(response.body, RESPONSE_READ_LIMIT);
-    const status = response.statusCode;
-    const retryAfter = response.headers['retry-after'];
-    const empty = read.bytes.length === 0;
-    const redirect = status >= 300 && status < 400;
-    return {
-      statusCode: status,
-      error: redirect ? `HTTP ${status} redirect, not followed (its Location is in the attempt log)` : null,
-      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-      responseSha256: empty ? EMPTY_SHA256 : sha256Hex(read.bytes),
-      responseExcerpt: empty ? '' : sanitizeForText(read.bytes.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
-      responseCutOff: read.overLimit ? 'size_limit' : !read.failed ? null : deadline.aborted ? 'deadline' : 'connection_lost',
-      location: redirect ? loggableLocation(response.headers.location) : null,
-      startedAt,
-      finishedAt: Date.now(),
-    };
-  } catch (err) {
+  const { origin, path, authorization } = endpointOf(target);
+  if (authorization) headers.authorization = authorization;
+  const response = await new Promise<CollectedResponse>((resolve) => {
+    const collector = new ResponseCollector(RESPONSE_READ_LIMIT, timeoutMs, resolve);
+    target.agent.dispatch({ origin, path, method: 'POST', headers, body }, collector);
+  });
+  const finishedAt = Date.now();
+  const status = response.statusCode;
+  if (status === null) {
     return {
       statusCode: null,
-      error: deadline.aborted ? `timeout after ${timeoutMs} ms, before the response headers were complete` : describeNetworkError(err, timeoutMs),
+      error: response.deadlineHit
+        ? `timeout after ${timeoutMs} ms, before the response headers were complete`
+        : describeNetworkError(response.error, timeoutMs),
       retryAfter: undefined,
       responseSha256: null,
       responseExcerpt: null,
       responseCutOff: null,
       location: null,
       startedAt,
-      finishedAt: Date.now(),
+      finishedAt,
     };
-  } finally {
-    deadline.clear();
   }
+  const empty = response.body.length === 0;
+  const redirect = status >= 300 && status < 400;
+  return {
+    statusCode: status,
+    error: redirect ? `HTTP ${status} redirect, not followed (its Location is in the attempt log)` : null,
+    retryAfter: response.retryAfter,
+    responseSha256: empty ? EMPTY_SHA256 : sha256Hex(response.body),
+    responseExcerpt: empty ? '' : sanitizeForText(response.body.toString('utf8').slice(0, RESPONSE_EXCERPT_CHARS)),
+    responseCutOff: response.cutOff,
+    location: redirect ? loggableLocation(response.location) : null,
+    startedAt,
+    finishedAt,
+  };
 }
 
 export function describeNetworkError(err: unknown, timeoutMs: number): string {

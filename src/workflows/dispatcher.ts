@@ -356,7 +356,7 @@ class Shard {
         options,
         leaseMs: leaseMsFor(options),
         wantSnapshot,
-        streamMs: probe ? 0 : options.streamMs,
+        streamMs: probe ? 0 : this.target < (this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses) ? Math.min(options.streamMs, 300) : options.streamMs,
         healthStreak: probe ? 0 : this.streak,
         paceFrom: this.nextSlotAt,
         bytesPerEventHint: this.bytesPerEvent,
