@@ -51,6 +51,8 @@ const RATE_LEAD_MS = 300;
 const ERROR_BACKOFF_CAP_MS = 60_000;
 /** A pass no worker has picked up within this is reported (no worker polls the delivery queue) and tried again. */
 const PASS_PICKUP_TIMEOUT = '60 seconds';
+/** How long passes launched while ramping up stream (see streamMsOfNextPass). */
+const RAMP_PASS_STREAM_MS = 300;
 
 /**
  * The delivery loop of one shard: claim and deliver due events pass after pass; when nothing is due, sleep until the
@@ -356,7 +358,7 @@ class Shard {
         options,
         leaseMs: leaseMsFor(options),
         wantSnapshot,
-        streamMs: probe ? 0 : this.target < (this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses) ? Math.min(options.streamMs, 300) : options.streamMs,
+        streamMs: probe ? 0 : this.streamMsOfNextPass(options),
         healthStreak: probe ? 0 : this.streak,
         paceFrom: this.nextSlotAt,
         bytesPerEventHint: this.bytesPerEvent,
@@ -370,6 +372,18 @@ class Shard {
       this.running -= 1;
       this.changed();
     }
+  }
+
+  private get maxParallel(): number {
+    return this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses;
+  }
+
+  /**
+   * While ramping up to its parallel passes (one more after each full pass), a shard runs short passes, so a new
+   * backlog has all its passes within about a second rather than after a full stream time per step.
+   */
+  private streamMsOfNextPass(options: DispatcherOptions): number {
+    return this.target < this.maxParallel ? Math.min(options.streamMs, RAMP_PASS_STREAM_MS) : options.streamMs;
   }
 
   private passActivity(options: DispatcherOptions, summary: string) {
@@ -418,9 +432,8 @@ class Shard {
       this.autoPauses += 1;
       this.autoPauseCounter.add(1, { shard: this.input.shard });
     }
-    const maxParallel = this.settings.ratePerSecond > 0 ? 1 : this.settings.parallelPasses;
     if (result.full && !result.stoppedForHealth) {
-      this.target = Math.min(maxParallel, this.target + 1);
+      this.target = Math.min(this.maxParallel, this.target + 1);
     } else {
       this.target = 1;
       if (!result.full) this.idleUntil = now() + Math.min(result.nextDueInMs ?? this.settings.maxIdleMs, this.settings.maxIdleMs);
