@@ -251,6 +251,26 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       assert.ok(inWindow <= rate + 1, `${inWindow} deliveries within one second`);
     }
   });
+  it('a new backlog ramps up with short passes: three 300 ms passes, then full-length ones three at a time', async () => {
+    await seedEvents(h.pool, 'ramp', 6_000);
+    let handle!: WorkflowHandle;
+    await deliver(async () => {
+      handle = await startDispatcher({ streamMs: 2_000, parallelPasses: 3 });
+      await waitFor('all delivered', settled);
+    });
+    assert.deepEqual(await statusCounts(h.pool), { delivered: 6_000 });
+    const history = await handle.fetchHistory();
+    const passes = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes)
+      .filter((a) => a?.activityType?.name === 'deliverPass')
+      .map((a) => JSON.parse(Buffer.from(a!.input!.payloads![0]!.data!).toString('utf8')) as { streamMs: number });
+    const streams = passes.map((p) => p.streamMs);
+    // One pass, then two at once, all short; the first full pass back brings the shard to three, of full length.
+    assert.deepEqual(streams.slice(0, 3), [300, 300, 300], `stream times of the passes: ${streams.join(', ')}`);
+    assert.ok(streams.length > 3, `the backlog outlasted the ramp: ${streams.join(', ')}`);
+    assert.equal(streams[3], 2_000, `stream times of the passes: ${streams.join(', ')}`);
+  });
+
   it('a receiver that rejects one event in four never pauses delivery: 2,000 events settle, the rejected ones after exactly 3 attempts', async () => {
     const ids = await seedEvents(h.pool, 'share', 2000, 3);
     const rejected = new Set(ids.filter((_, i) => i % 4 === 0));
