@@ -175,6 +175,15 @@ describe('delivery HTTP rules (pure)', () => {
       assert.equal(settled()!.statusCode, 200);
     });
 
+    it('ignores informational answers: a 103 then a reset is a lost connection with no status, not a terminal 103', () => {
+      const { collector, settled } = collect(100);
+      collector.onHeaders(103, headers('Link', '</style.css>; rel=preload', 'Retry-After', '999'));
+      collector.onError(new Error('other side closed'));
+      assert.equal(settled()!.statusCode, null);
+      assert.equal(settled()!.retryAfter, undefined);
+      assert.equal(settled()!.error?.message, 'other side closed');
+    });
+
     it('keeps the first Retry-After and Location, whatever their case, as latin1', () => {
       const { collector, settled } = collect(100);
       collector.onHeaders(307, headers('RETRY-AFTER', '30', 'location', 'https://example.test/\xe9', 'Location', 'https://second.test/', 'retry-after', '99'));

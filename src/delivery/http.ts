@@ -188,6 +188,9 @@ export class ResponseCollector {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    // undici hands informational answers (102 Processing, 103 Early Hints) to the handler too; only the final one
+    // counts, else a receiver that sends a 103 and then fails would look like a terminal answer.
+    if (statusCode < 200) return true;
     this.statusCode = statusCode;
     if (rawHeaders) {
       for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
@@ -209,8 +212,9 @@ export class ResponseCollector {
       this.chunks.push(chunk.subarray(0, this.limit - this.kept));
       this.kept = this.limit;
       this.overLimit = true;
+      const abort = this.abortRequest;
       this.finish(null);
-      this.abortRequest?.(new ResponseOverLimit());
+      abort?.(new ResponseOverLimit());
       return false;
     }
     this.chunks.push(chunk);
@@ -249,6 +253,9 @@ export class ResponseCollector {
       cutOff: this.overLimit ? 'size_limit' : !failed ? null : this.deadlineHit ? 'deadline' : 'connection_lost',
       deadlineHit: this.deadlineHit,
     });
+    // undici may keep an aborted request (and so this handler) until its next connection: hold nothing big meanwhile.
+    this.chunks.length = 0;
+    this.abortRequest = null;
   }
 }
 
@@ -261,11 +268,16 @@ export class ResponseCollector {
 export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body: Buffer, timeoutMs: number): Promise<AttemptResult> {
   const startedAt = Date.now();
   const headers = signedHeaders(target.secrets, event.event_id, event.request_id, Math.floor(startedAt / 1000), body);
-  const { origin, path, authorization } = endpointOf(target);
-  if (authorization) headers.authorization = authorization;
   const response = await new Promise<CollectedResponse>((resolve) => {
     const collector = new ResponseCollector(RESPONSE_READ_LIMIT, timeoutMs, resolve);
-    target.agent.dispatch({ origin, path, method: 'POST', headers, body }, collector);
+    try {
+      const { origin, path, authorization } = endpointOf(target);
+      if (authorization) headers.authorization = authorization;
+      // undici reports every failure, a closed agent included, through the collector's onError.
+      target.agent.dispatch({ origin, path, method: 'POST', headers, body }, collector);
+    } catch (err) {
+      collector.onError(err instanceof Error ? err : new Error(String(err)));
+    }
   });
   const finishedAt = Date.now();
   const status = response.statusCode;
