@@ -251,6 +251,7 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       assert.ok(inWindow <= rate + 1, `${inWindow} deliveries within one second`);
     }
   });
+
   it('a new backlog ramps up with short passes: three 300 ms passes, then full-length ones three at a time', async () => {
     await seedEvents(h.pool, 'ramp', 6_000);
     let handle!: WorkflowHandle;

@@ -134,8 +134,9 @@ export function loggableLocation(value: string | string[] | undefined): string |
   return text.length > LOCATION_LOG_CHARS ? `${text.slice(0, LOCATION_LOG_CHARS - 3)}...` : text;
 }
 
-/** Why an attempt's request was aborted by the dispatcher rather than failing by itself. */
+/** The attempt's deadline passed: the collector aborted the request (its reason, so it is told apart from a failure). */
 class DeadlineExceeded extends Error {}
+/** The answer went past the read limit: the collector aborted the request, closing the connection. */
 class ResponseOverLimit extends Error {}
 
 /** What an attempt's response turned out to be, as `ResponseCollector` gathered it. */
