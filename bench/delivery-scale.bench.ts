@@ -8,8 +8,12 @@
  * machine (/proc/stat), and prints each as a share of one core over the round's wall time.
  *
  *   npm run build && npm run bench:delivery-scale -- [--events 100000] [--rounds 2] [--configs 1x1,2x2] [--concurrency 64]
+ *     [--receiver-latency-ms 0] [--connections 128]
  *
- * A configuration is <worker processes>x<shards>. Loopback only; the receiver verifies every HMAC.
+ * A configuration is <worker processes>x<shards>. Loopback only; the receiver verifies every HMAC. With
+ * --receiver-latency-ms the receiver answers that long after each request, as a real endpoint does: then a shard's
+ * passes, not CPU, can be the limit (requests in flight / response time). --connections is each worker process's
+ * connection limit (0: none, as a deployed worker runs).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,7 +25,8 @@ import { CpuTally, descendants, machineCpu } from './proc-cpu';
 import { migrate, recreateDatabase } from '../src/db/migrate';
 import { resolveDispatcherOptions } from '../src/shared/delivery';
 
-const USAGE = 'usage: npm run bench:delivery-scale -- [--events N] [--rounds N] [--configs 1x1,2x2] [--concurrency N]';
+const USAGE =
+  'usage: npm run bench:delivery-scale -- [--events N] [--rounds N] [--configs 1x1,2x2] [--concurrency N] [--receiver-latency-ms N] [--connections N]';
 let values: Record<string, string | undefined>;
 try {
   values = parseArgs({
@@ -30,6 +35,8 @@ try {
       rounds: { type: 'string', default: '2' },
       configs: { type: 'string', default: '1x1,2x2' },
       concurrency: { type: 'string', default: '64' },
+      'receiver-latency-ms': { type: 'string', default: '0' },
+      connections: { type: 'string', default: '128' },
     },
   }).values;
 } catch (err) {
@@ -39,13 +46,16 @@ try {
 const EVENTS = Number(values.events);
 const ROUNDS = Number(values.rounds);
 const CONCURRENCY = Number(values.concurrency);
+const LATENCY_MS = Number(values['receiver-latency-ms']);
+const CONNECTIONS = Number(values.connections);
 const CONFIGS = values.configs!.split(',').map((c) => {
   const m = /^(\d+)x(\d+)$/.exec(c.trim());
   return m ? { workers: Number(m[1]), shards: Number(m[2]) } : null;
 });
 if (
   !Number.isInteger(EVENTS) || EVENTS < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1 || !Number.isInteger(CONCURRENCY) ||
-  CONCURRENCY < 1 || CONFIGS.some((c) => !c || c.workers < 1 || c.workers > 8 || c.shards < 1 || c.shards > 8)
+  CONCURRENCY < 1 || !Number.isInteger(LATENCY_MS) || LATENCY_MS < 0 || LATENCY_MS > 10_000 || !Number.isInteger(CONNECTIONS) ||
+  CONNECTIONS < 0 || CONFIGS.some((c) => !c || c.workers < 1 || c.workers > 8 || c.shards < 1 || c.shards > 8)
 ) {
   console.error(`bad arguments: whole numbers, configurations as <processes>x<shards> (1-8 each)\n${USAGE}`);
   process.exit(2);
@@ -67,9 +77,22 @@ interface RoundResult {
 }
 
 /**
+ * The most a configuration can deliver against a receiver that takes LATENCY_MS to answer: each shard keeps at most
+ * `parallelPasses` passes of `concurrency` requests in flight, and each worker process at most CONNECTIONS.
+ */
+function inFlightCeiling(workers: number, shards: number): { requests: number; perSecond: number } | null {
+  if (LATENCY_MS === 0) return null;
+  const { parallelPasses } = resolveDispatcherOptions({ concurrency: CONCURRENCY }).options;
+  const byShards = shards * parallelPasses * CONCURRENCY;
+  const requests = CONNECTIONS > 0 ? Math.min(byShards, workers * CONNECTIONS) : byShards;
+  return { requests, perSecond: Math.round((requests * 1000) / LATENCY_MS) };
+}
+
+/**
  * What held a round back, judged from its CPU shares: a single-threaded process near a whole core (a worker's main
- * thread, the receiver), else every core of the machine busy (saying how much of it was this benchmark's), else none
- * of these (waiting: round trips, Temporal scheduling passes).
+ * thread, the receiver), else every core of the machine busy (saying how much of it was this benchmark's), else, with
+ * a slow receiver, requests in flight near their ceiling, else none of these (waiting: round trips, Temporal
+ * scheduling passes).
  */
 function limitOf(r: RoundResult): string {
   const s = r.ms / 1000;
@@ -83,11 +106,21 @@ function limitOf(r: RoundResult): string {
   if (r.machineBusy / s >= 0.95 * r.machineCores) {
     return `every core busy (${Math.round((r.machineBusy / s) * 100)}% of ${Math.round(r.machineCores * 100)}%), ${Math.round((ours / r.machineBusy) * 100)}% of it this benchmark's processes`;
   }
+  const ceiling = inFlightCeiling(r.workers, r.shards);
+  if (ceiling && EVENTS / s >= 0.7 * ceiling.perSecond) {
+    return (
+      `requests in flight: at most ${ceiling.requests} (shards x passes x concurrency) at ${LATENCY_MS} ms each allow ` +
+      `${ceiling.perSecond}/s, and the round reached ${Math.round((EVENTS / s / ceiling.perSecond) * 100)}% of that`
+    );
+  }
   return 'no process near a core and cores to spare: waiting (round trips, pass scheduling)';
 }
 
 async function main(): Promise<void> {
-  const receiver = fork(join(__dirname, 'receiver.js'), { env: { ...process.env, BENCH_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const receiver = fork(join(__dirname, 'receiver.js'), {
+    env: { ...process.env, BENCH_SECRET: SECRET, BENCH_RECEIVER_LATENCY_MS: String(LATENCY_MS) },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((resolve) => receiver.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   const receiverCounts = () =>
     new Promise<{ received: number; bad: number }>((resolve) => {
@@ -112,6 +145,7 @@ async function main(): Promise<void> {
           BENCH_TASK_QUEUE: TASK_QUEUE,
           BENCH_WEBHOOK_URL: `http://127.0.0.1:${port}/hooks`,
           BENCH_SECRET: SECRET,
+          BENCH_AGENT_CONNECTIONS: String(CONNECTIONS),
         },
         execArgv: process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -228,6 +262,8 @@ async function main(): Promise<void> {
           `  CPU per delivery: workers ${us(workerSum)}, PostgreSQL ${us(r.postgres)}, receiver ${us(r.receiver)}, Temporal ${us(r.temporal)}; ` +
           `all of these ${pct(workerSum + r.postgres + r.receiver + r.temporal)} of one core, the machine ${pct(r.machineBusy)}`,
       );
+      const ceiling = inFlightCeiling(workers, shards);
+      if (ceiling) console.log(`  in flight: at most ${ceiling.requests} requests, ${ceiling.perSecond} deliveries/s at ${LATENCY_MS} ms each`);
       console.log(`  limit: ${limitOf(r)}`);
     }
   }
@@ -238,7 +274,10 @@ async function main(): Promise<void> {
   const base = configs[0]!;
   const key = (c: { workers: number; shards: number }) => `${c.workers}x${c.shards}`;
   const msOf = (c: { workers: number; shards: number }) => results.filter((r) => key(r) === key(c)).map((r) => r.ms);
-  console.log(`events=${EVENTS} rounds=${ROUNDS} concurrency=${CONCURRENCY} (per pass) cores=${Math.round(results[0]!.machineCores)}`);
+  console.log(
+    `events=${EVENTS} rounds=${ROUNDS} concurrency=${CONCURRENCY} (per pass) cores=${Math.round(results[0]!.machineCores)} ` +
+      `receiver latency=${LATENCY_MS} ms connections per process=${CONNECTIONS || 'no limit'}`,
+  );
   for (const c of configs) {
     const ms = msOf(c);
     console.log(`${key(c)}: best ${Math.min(...ms).toFixed(0)} ms, ${Math.round(EVENTS / (Math.min(...ms) / 1000))} deliveries/s (all: ${ms.map((m) => m.toFixed(0)).join(', ')} ms)`);

@@ -19,7 +19,9 @@ async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const connection = await NativeConnection.connect({ address: required('BENCH_TEMPORAL_ADDRESS') });
   const pool = createPool(required('BENCH_DATABASE_URL'), 10);
-  const agent = createDeliveryAgent(128);
+  // 128 connections unless told otherwise (0: no limit, as a deployed worker runs).
+  const connections = Number(process.env.BENCH_AGENT_CONNECTIONS ?? 128);
+  const agent = createDeliveryAgent(connections > 0 ? connections : null);
   const worker = await createWorker({
     connection,
     namespace: 'default',
