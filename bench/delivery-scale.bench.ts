@@ -57,7 +57,9 @@ if (
   CONCURRENCY < 1 || !Number.isInteger(LATENCY_MS) || LATENCY_MS < 0 || LATENCY_MS > 10_000 || !Number.isInteger(CONNECTIONS) ||
   CONNECTIONS < 0 || CONFIGS.some((c) => !c || c.workers < 1 || c.workers > 8 || c.shards < 1 || c.shards > 8)
 ) {
-  console.error(`bad arguments: whole numbers, configurations as <processes>x<shards> (1-8 each)\n${USAGE}`);
+  console.error(
+    `bad arguments: whole numbers (--receiver-latency-ms 0-10000, --connections 0 for no limit), configurations as <processes>x<shards> (1-8 each)\n${USAGE}`,
+  );
   process.exit(2);
 }
 const configs = CONFIGS as Array<{ workers: number; shards: number }>;
