@@ -4,7 +4,13 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { Client, type Pool } from 'pg';
 import { createPool } from '../src/db/pool';
 import { migrate, recreateDatabase } from '../src/db/migrate';
-import { type DispatcherOptions, type DispatcherStats, resolveDispatcherOptions } from '../src/shared/delivery';
+import {
+  type DeliverPassInput,
+  type DeliverPassResult,
+  type DispatcherOptions,
+  type DispatcherStats,
+  resolveDispatcherOptions,
+} from '../src/shared/delivery';
 import { configureUpdate, webhookDispatcher } from '../src/workflows/dispatcher';
 import { TestReceiver, type Action } from './helpers/receiver';
 import {
@@ -71,6 +77,23 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     return handle;
   }
   const statsOf = (handle: WorkflowHandle) => handle.query<DispatcherStats>('stats');
+  /** The dispatcher's delivery passes from its history, in the order scheduled: their input and, once done, result. */
+  async function passesOf(handle: WorkflowHandle): Promise<Array<{ input: DeliverPassInput; result: DeliverPassResult | null }>> {
+    const events = (await handle.fetchHistory()).events ?? [];
+    const decode = <T>(payloads: { data?: Uint8Array | null }[] | null | undefined): T =>
+      JSON.parse(Buffer.from(payloads![0]!.data!).toString('utf8')) as T;
+    const results = new Map<string, DeliverPassResult>();
+    for (const e of events) {
+      const done = e.activityTaskCompletedEventAttributes;
+      if (done?.result) results.set(String(done.scheduledEventId), decode<DeliverPassResult>(done.result.payloads));
+    }
+    return events
+      .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deliverPass')
+      .map((e) => ({
+        input: decode<DeliverPassInput>(e.activityTaskScheduledEventAttributes!.input!.payloads),
+        result: results.get(String(e.eventId)) ?? null,
+      }));
+  }
   async function attemptCounts(): Promise<Map<string, number[]>> {
     const { rows } = await h.pool.query<{ event_id: string; numbers: number[] }>(
       'SELECT event_id, array_agg(attempt_number ORDER BY attempt_number) AS numbers FROM webhook_delivery_attempts GROUP BY event_id',
@@ -260,16 +283,34 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       await waitFor('all delivered', settled);
     });
     assert.deepEqual(await statusCounts(h.pool), { delivered: 6_000 });
-    const history = await handle.fetchHistory();
-    const passes = (history.events ?? [])
-      .map((e) => e.activityTaskScheduledEventAttributes)
-      .filter((a) => a?.activityType?.name === 'deliverPass')
-      .map((a) => JSON.parse(Buffer.from(a!.input!.payloads![0]!.data!).toString('utf8')) as { streamMs: number });
-    const streams = passes.map((p) => p.streamMs);
+    const streams = (await passesOf(handle)).map((p) => p.input.streamMs);
     // One pass, then two at once, all short; the first full pass back brings the shard to three, of full length.
     assert.deepEqual(streams.slice(0, 3), [300, 300, 300], `stream times of the passes: ${streams.join(', ')}`);
     assert.ok(streams.length > 3, `the backlog outlasted the ramp: ${streams.join(', ')}`);
     assert.equal(streams[3], 2_000, `stream times of the passes: ${streams.join(', ')}`);
+  });
+
+  it('against a slow receiver the ramp passes claim four rounds of requests at a time, not a whole batch to send', async () => {
+    await seedEvents(h.pool, 'slow-ramp', 1_500);
+    // Every answer takes at least 100 ms: 16 requests at a time send at most 160 events a second per pass.
+    receiver.behaviour = () => ({ status: 204, delayMs: 100 });
+    let handle!: WorkflowHandle;
+    await deliver(async () => {
+      handle = await startDispatcher({ streamMs: 2_000, parallelPasses: 3, batchSize: 1_000, concurrency: 16 });
+      await waitFor('all delivered', settled);
+    });
+    assert.deepEqual(await statusCounts(h.pool), { delivered: 1_500 });
+    const passes = await passesOf(handle);
+    const shown = passes.map((p) => `${p.input.streamMs} ms/${p.input.claimRows ?? 'batch'}: ${p.result?.claimed}`).join(', ');
+    // The three passes of the ramp claim 64 rows at a time; the first pass at full length claims whole batches.
+    assert.deepEqual(passes.slice(0, 3).map((p) => p.input.claimRows), [64, 64, 64], shown);
+    assert.ok(passes.length > 3, `the backlog outlasted the ramp: ${shown}`);
+    assert.equal(passes[3]!.input.claimRows, undefined, shown);
+    // The first pass claims only while its 300 ms last (at most 375 ms with the jitter), in which it takes at most
+    // 16 + 3 x 16 events to send, and it claims again only once 32 or fewer are left: two claims of 64 at most, well
+    // under the bound below. Before, it claimed a whole batch (1,000 events) and sent it all, over 6 s at this pace,
+    // before the shard could add a pass.
+    assert.ok(passes[0]!.result!.claimed <= 4 * 64, shown);
   });
 
   it('a receiver that rejects one event in four never pauses delivery: 2,000 events settle, the rejected ones after exactly 3 attempts', async () => {

@@ -41,6 +41,8 @@ class Pass {
   private readonly recorder: OutcomeRecorder;
   private readonly health: HealthTracker;
   private readonly pacer: Pacer | null;
+  /** Rows a claim asks for at most. */
+  private readonly batchSize: number;
   /** Claim more once this few events are left to send. */
   private readonly lowWater: number;
   private readonly tally = { delivered: 0, retried: 0, deadLettered: 0, answered: 0 };
@@ -65,12 +67,13 @@ class Pass {
     this.leaseOwner = `${hooks.leaseOwnerPrefix}/${randomUUID()}`;
     this.claimUntil = now + (input.streamMs ?? 0) * (0.75 + Math.random() * 0.5);
     this.pacer = Pacer.forRate(options.ratePerSecond, input.paceFrom, now);
+    this.batchSize = Math.max(1, Math.min(options.batchSize, input.claimRows ?? options.batchSize));
     // Half a batch left is a claim's time of sending or more: the next claim lands before the senders run dry.
-    this.lowWater = this.pacer ? Math.max(1, Math.ceil(options.ratePerSecond / 2)) : Math.max(options.concurrency, Math.ceil(options.batchSize / 2));
+    this.lowWater = this.pacer ? Math.max(1, Math.ceil(options.ratePerSecond / 2)) : Math.max(options.concurrency, Math.ceil(this.batchSize / 2));
     this.health = new HealthTracker(input.healthStreak ?? 0, options.autoPauseAfter);
     this.recorder = new OutcomeRecorder(pool, this.leaseOwner, Math.max(1, Math.ceil(options.batchSize / 2)));
     this.claims = new ClaimQueue(pool, this.leaseOwner, {
-      batchSize: options.batchSize,
+      batchSize: this.batchSize,
       claimBytes: options.claimBytes,
       leaseMs: input.leaseMs ?? leaseMsFor(options),
       requestTimeoutMs: options.requestTimeoutMs,
@@ -167,8 +170,8 @@ class Pass {
 
   /** A rate-limited pass claims only what it can send before it stops claiming. */
   private rowsWanted(): number {
-    if (!this.pacer) return this.options.batchSize;
-    return Math.min(this.options.batchSize, this.pacer.slotsBefore(this.claimUntil, Date.now(), this.waitingForSlot) - this.claims.unsent);
+    if (!this.pacer) return this.batchSize;
+    return Math.min(this.batchSize, this.pacer.slotsBefore(this.claimUntil, Date.now(), this.waitingForSlot) - this.claims.unsent);
   }
 
   /** Waits for the event's rate-limit slot and makes sure its lease outlasts the request. */

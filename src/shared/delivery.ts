@@ -197,6 +197,12 @@ export interface DeliverPassInput {
   paceFrom?: number | null;
   /** Payload bytes per event seen lately, so the first claim of a pass over large payloads asks for few rows. */
   bytesPerEventHint?: number | null;
+  /**
+   * Claim at most this many rows at a time (absent: `options.batchSize`). Passes launched while a shard ramps up claim
+   * a few rounds of requests at a time: a pass sends all it claimed before it ends, and against a slow receiver a
+   * whole batch takes seconds, while the shard adds its next pass only when one ends.
+   */
+  claimRows?: number;
 }
 
 /** A pass as dispatchers started before the `dispatcher-v2` patch schedule it (`deliverDue`). */
