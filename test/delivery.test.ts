@@ -78,7 +78,7 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
   }
   const statsOf = (handle: WorkflowHandle) => handle.query<DispatcherStats>('stats');
   /** The dispatcher's delivery passes from its history, in the order scheduled: their input and, once done, result. */
-  async function passesOf(handle: WorkflowHandle): Promise<Array<{ input: DeliverPassInput; result: DeliverPassResult | null }>> {
+  async function passesOf(handle: WorkflowHandle): Promise<Array<{ input: DeliverPassInput; result: DeliverPassResult | null; summary: string }>> {
     const events = (await handle.fetchHistory()).events ?? [];
     const decode = <T>(payloads: { data?: Uint8Array | null }[] | null | undefined): T =>
       JSON.parse(Buffer.from(payloads![0]!.data!).toString('utf8')) as T;
@@ -92,6 +92,8 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
       .map((e) => ({
         input: decode<DeliverPassInput>(e.activityTaskScheduledEventAttributes!.input!.payloads),
         result: results.get(String(e.eventId)) ?? null,
+        // The pass's line in the UI.
+        summary: e.userMetadata?.summary ? decode<string>([e.userMetadata.summary]) : '',
       }));
   }
   async function attemptCounts(): Promise<Map<string, number[]>> {
@@ -306,6 +308,9 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     assert.deepEqual(passes.slice(0, 3).map((p) => p.input.claimRows), [64, 64, 64], shown);
     assert.ok(passes.length > 3, `the backlog outlasted the ramp: ${shown}`);
     assert.equal(passes[3]!.input.claimRows, undefined, shown);
+    // The UI tells them apart too: a streaming pass's size is per claim.
+    assert.equal(passes[0]!.summary, 'delivery pass 1 (claims up to 64 events at a time for about 0.3 s)');
+    assert.match(passes[3]!.summary, /^delivery pass \d+ \(claims up to 1,000 events at a time for about 2 s\)$/);
     // The first pass claims only while its 300 ms last (at most 375 ms with the jitter), in which it takes at most
     // 16 + 3 x 16 events to send, and it claims again only once 32 or fewer are left: two claims of 64 at most, well
     // under the bound below. Before, it claimed a whole batch (1,000 events) and sent it all, over 6 s at this pace,

@@ -355,16 +355,18 @@ class Shard {
     const t = now();
     const wantSnapshot = t - this.lastSnapshotAt >= SNAPSHOT_EVERY_MS;
     if (wantSnapshot) this.lastSnapshotAt = t;
+    const streamMs = probe ? 0 : this.streamMsOfNextPass(options);
+    const claimRows = probe ? undefined : this.claimRowsOfNextPass(options);
     try {
-      const result = await this.passActivity(options, `${probe ? 'probe' : 'delivery'} pass ${grouped(this.counters.passes + this.running)} (up to ${grouped(options.batchSize)} events)`)({
+      const result = await this.passActivity(options, passSummary(probe, this.counters.passes + this.running, options.batchSize, claimRows, streamMs))({
         options,
         leaseMs: leaseMsFor(options),
         wantSnapshot,
-        streamMs: probe ? 0 : this.streamMsOfNextPass(options),
+        streamMs,
         healthStreak: probe ? 0 : this.streak,
         paceFrom: this.nextSlotAt,
         bytesPerEventHint: this.bytesPerEvent,
-        claimRows: probe ? undefined : this.claimRowsOfNextPass(options),
+        claimRows,
       });
       this.apply(result, probe);
       return result;
@@ -473,6 +475,17 @@ class Shard {
       getExternalWorkflowHandle(dispatcherWorkflowId(other)).signal(wakeSignal).catch(() => undefined);
     }
   }
+}
+
+/**
+ * The pass's line in the UI. A streaming pass claims again and again until its stream time is up, so its size is per
+ * claim; ramp-up passes claim less than a batch (claimRowsOfNextPass), and the line says so.
+ */
+function passSummary(probe: boolean, passNumber: number, batchSize: number, claimRows: number | undefined, streamMs: number): string {
+  const kind = `${probe ? 'probe' : 'delivery'} pass ${grouped(passNumber)}`;
+  const rows = grouped(Math.min(batchSize, claimRows ?? batchSize));
+  if (streamMs <= 0) return `${kind} (up to ${rows} events)`;
+  return `${kind} (claims up to ${rows} events at a time for about ${Number((streamMs / 1000).toFixed(1))} s)`;
 }
 
 /** One line an operator can act on; never the receiver's URL (it stays in the worker). */
