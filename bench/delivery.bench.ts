@@ -3,7 +3,7 @@
  * attempt) against a plain keep-alive HTTP client posting the same signed payloads, in the same run,
  * to the same receiver in a separate process on loopback.
  *
- *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N] [--pass-concurrency N]
+ *   npm run build && npm run bench:delivery -- [--events 50000] [--concurrency 64] [--batch-size N] [--parallel N] [--pass-concurrency N] [--timeline]
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -28,6 +28,8 @@ const { values } = parseArgs({
     'batch-size': { type: 'string' },
     parallel: { type: 'string' },
     'pass-concurrency': { type: 'string' },
+    /** Also print, per round, how many requests reached the receiver in each 100 ms. */
+    timeline: { type: 'boolean', default: false },
   },
 });
 const EVENTS = Number(values.events);
@@ -47,6 +49,8 @@ interface CpuLine {
   postgres: number;
   temporal: number;
   machine: number;
+  /** Share of the round this process's main thread was busy (event-loop utilization). */
+  mainThread: number;
 }
 const DATABASE_URL = BENCH_DATABASE_URL;
 
@@ -60,6 +64,13 @@ async function main(): Promise<void> {
     new Promise<{ received: number; bad: number }>((resolve) => {
       receiver.once('message', (m) => resolve(m as { received: number; bad: number }));
       receiver.send('count');
+    });
+
+  /** Requests that reached the receiver per 100 ms between two epoch times. */
+  const receiverTimeline = (from: number, to: number) =>
+    new Promise<number[]>((resolve) => {
+      receiver.once('message', (m) => resolve((m as { timeline: number[] }).timeline));
+      receiver.send({ timeline: [from, to] });
     });
 
   await recreateDatabase(DATABASE_URL);
@@ -81,6 +92,7 @@ async function main(): Promise<void> {
     const sample = () => tally.see([process.pid, receiver.pid!, ...temporalPids, ...pg]);
     sample();
     const machine0 = machineCpu();
+    const loop0 = performance.eventLoopUtilization();
     let refreshing = false;
     const timer = setInterval(() => {
       sample();
@@ -102,6 +114,7 @@ async function main(): Promise<void> {
         postgres: tally.seconds([...pg]),
         temporal: tally.seconds(temporalPids),
         machine: machine.busy - machine0.busy,
+        mainThread: performance.eventLoopUtilization(loop0).utilization,
       };
     };
   };
@@ -126,6 +139,7 @@ async function main(): Promise<void> {
     let next = 0;
     const cpu = await watchCpu();
     const t0 = performance.now();
+    const startedAt = Date.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         while (next < rows.length) {
@@ -140,6 +154,7 @@ async function main(): Promise<void> {
     );
     const ms = performance.now() - t0;
     plainCpu.push(cpu());
+    plainTimelines.push(await receiverTimeline(startedAt, Date.now()));
     await agent.close();
     return ms;
   };
@@ -152,6 +167,7 @@ async function main(): Promise<void> {
     const receivedBefore = (await receiverCounts()).received;
     const cpu = await watchCpu();
     const t0 = performance.now();
+    const startedAt = Date.now();
     const handle = await env.client.workflow.start(webhookDispatcher, {
       taskQueue: 'bench',
       workflowId: `webhook-dispatcher/bench-${round}`,
@@ -169,6 +185,7 @@ async function main(): Promise<void> {
     }
     const ms = performance.now() - t0;
     dispatcherCpu.push(cpu());
+    dispatcherTimelines.push(await receiverTimeline(startedAt, Date.now()));
     await handle.terminate('benchmark round over');
     return ms;
   };
@@ -179,6 +196,9 @@ async function main(): Promise<void> {
   const plainCpu: CpuLine[] = [];
   const dispatcherCpu: CpuLine[] = [];
   const loads: string[] = [];
+  // Where a round's time went: the ramp at its start, the steady rate, the tail after the last request.
+  const plainTimelines: number[][] = [];
+  const dispatcherTimelines: number[][] = [];
   let attempts = 0;
   await worker.runUntil(async () => {
     for (let round = 0; round < ROUNDS; round++) {
@@ -203,11 +223,15 @@ async function main(): Promise<void> {
   console.log(`plain keep-alive client:  best ${best(plain).toFixed(0)} ms, ${rate(best(plain))} deliveries/s (all: ${list(plain)} ms)`);
   console.log(`webhookDispatcher drain:  best ${best(dispatched).toFixed(0)} ms, ${rate(best(dispatched))} deliveries/s (all: ${list(dispatched)} ms)`);
   const cpuText = (c: CpuLine) =>
-    `self ${c.self.toFixed(1)}, receiver ${c.receiver.toFixed(1)}, PostgreSQL ${c.postgres.toFixed(1)}, Temporal ${c.temporal.toFixed(1)}, machine ${c.machine.toFixed(1)}`;
+    `self ${c.self.toFixed(1)}, receiver ${c.receiver.toFixed(1)}, PostgreSQL ${c.postgres.toFixed(1)}, Temporal ${c.temporal.toFixed(1)}, machine ${c.machine.toFixed(1)}; main thread busy ${(c.mainThread * 100).toFixed(0)}%`;
   for (let round = 0; round < ROUNDS; round++) {
     console.log(`round ${round + 1} (load ${loads[round]}): plain ${plain[round]!.toFixed(0)} ms, dispatcher ${dispatched[round]!.toFixed(0)} ms, ratio ${(plain[round]! / dispatched[round]!).toFixed(2)}`);
     console.log(`  CPU s plain:      ${cpuText(plainCpu[round]!)}`);
     console.log(`  CPU s dispatcher: ${cpuText(dispatcherCpu[round]!)}`);
+    if (values.timeline) {
+      console.log(`  requests per 100 ms, plain:      ${plainTimelines[round]!.join(' ')}`);
+      console.log(`  requests per 100 ms, dispatcher: ${dispatcherTimelines[round]!.join(' ')}`);
+    }
   }
   console.log(`ratio of bests (dispatcher / plain): ${(best(plain) / best(dispatched)).toFixed(2)}x; per-round ratios: ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
 }
