@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Webhook } from 'standardwebhooks';
 import { LOCATION_LOG_CHARS, RESPONSE_READ_LIMIT } from '../src/delivery/http';
@@ -253,6 +256,67 @@ describe('delivery to hostile receivers (real Temporal, PostgreSQL, receivers on
     assert.ok(logged.endsWith('...'));
     assert.match(logged, /^[\x21-\x7e]+$/);
     assert.ok(!logged.includes('hunter2'));
+  });
+
+  /**
+   * A receiver whose host never completes a connection, as behind a firewall that drops packets, on loopback: a child
+   * process listens with a backlog of 1 and is stopped, so the kernel's accept queue fills with two connections of
+   * ours and every later connection attempt goes unanswered.
+   */
+  async function unansweredListener(): Promise<{ port: number; stop: () => Promise<void> }> {
+    const child = spawn(
+      process.execPath,
+      ['-e', "const s = require('net').createServer(); s.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => process.stdout.write(s.address().port + '\\n'));"],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      child.once('exit', (code) => reject(new Error(`the listener exited (${code})`)));
+    });
+    child.kill('SIGSTOP');
+    let connected = 0;
+    const fillers = Array.from({ length: 4 }, () =>
+      connect(port, '127.0.0.1')
+        .on('connect', () => (connected += 1))
+        .on('error', () => undefined),
+    );
+    await waitFor('the listener\'s accept queue is full', async () => connected >= 2, 30_000);
+    return {
+      port,
+      stop: async () => {
+        for (const filler of fillers) filler.destroy();
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+      },
+    };
+  }
+
+  it('a receiver that never answers the connection: each attempt ends at its deadline (not undici\'s 10 s connect timeout), logged as not sent', async () => {
+    const listener = await unansweredListener();
+    try {
+      await seed([{ id: 'evt_unanswered_1' }, { id: 'evt_unanswered_2' }, { id: 'evt_unanswered_3' }]);
+      await withWorker(
+        taskQueue,
+        async () => {
+          await startDispatcher();
+          await waitFor('every event settled', settled, 60_000);
+        },
+        { url: `http://127.0.0.1:${listener.port}/hooks`, secret: SECRET },
+      );
+    } finally {
+      await listener.stop();
+    }
+    assert.deepEqual(await statusOf(), { evt_unanswered_1: 'dead_letter', evt_unanswered_2: 'dead_letter', evt_unanswered_3: 'dead_letter' });
+    const rows = [...(await attempts()).values()].flat();
+    assert.equal(rows.length, 3);
+    for (const row of rows) {
+      assert.equal(row.status_code, null);
+      assert.equal(row.error, `timeout after ${TIMEOUT_MS} ms, before a connection to the receiver was ready (the request was not sent)`);
+      // Before, each attempt took undici's connect timeout, 10 s, whatever the configured timeout.
+      assert.ok(row.duration_ms <= TIMEOUT_MS + DEADLINE_MARGIN_MS, `${row.event_id} took ${row.duration_ms} ms against a ${TIMEOUT_MS} ms deadline`);
+      assert.ok(row.duration_ms >= TIMEOUT_MS - 50, `${row.event_id} ended by its deadline, not earlier (${row.duration_ms} ms)`);
+    }
   });
 
   it('ids with Unicode, control characters and % are delivered, ASCII-only on the wire, verified by the standardwebhooks library', async () => {

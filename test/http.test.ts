@@ -209,6 +209,30 @@ describe('delivery HTTP rules (pure)', () => {
       assert.equal(during.settled()!.cutOff, 'deadline');
       assert.equal(during.settled()!.body.toString(), 'slow');
     });
+
+    it('ends an attempt still waiting for a connection at its deadline, unsent, and aborts the request if one comes later', async () => {
+      let settled: CollectedResponse | undefined;
+      let settles = 0;
+      const collector = new ResponseCollector(100, 1, (response) => {
+        settles += 1;
+        settled = response;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(settles, 1, 'settled by the deadline alone');
+      assert.deepEqual({ status: settled!.statusCode, deadline: settled!.deadlineHit, neverSent: settled!.neverSent }, { status: null, deadline: true, neverSent: true });
+      // undici connects late and hands the request over: it is aborted before any of it is written.
+      let abortedWith: Error | undefined;
+      collector.onConnect((reason) => (abortedWith = reason));
+      assert.ok(abortedWith, 'aborted on connect');
+      collector.onError(abortedWith);
+      assert.equal(settles, 1, 'settles once');
+    });
+
+    it('a request that had its connection is not reported as unsent', () => {
+      const { collector, settled } = collect(100);
+      collector.onError(new Error('socket hang up'));
+      assert.equal(settled()!.neverSent, false);
+    });
   });
 
   describe('settings (loadConfig)', () => {

@@ -53,6 +53,16 @@ export function createDeliveryAgent(connections: number | null = null): Agent {
   return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
 }
 
+/**
+ * Closes the pool once the worker has stopped. Every pass has settled each of its attempts by then; what undici may
+ * still hold are requests those attempts gave up on at their deadline while waiting for a connection (undici's own
+ * connect timeout is 10 s). They are never sent, so they are dropped rather than waited for: `close()` would hold a
+ * shutdown for up to 10 s against a receiver that never answers the connection.
+ */
+export async function closeDeliveryAgent(agent: Agent): Promise<void> {
+  await agent.destroy();
+}
+
 /** A WEBHOOK_URL that cannot be used; the message never repeats the URL, which may carry a token. */
 export class WebhookUrlError extends Error {}
 
@@ -153,6 +163,11 @@ export interface CollectedResponse {
   cutOff: ResponseCutOff | null;
   /** The deadline ended the attempt (before or after the headers). */
   deadlineHit: boolean;
+  /**
+   * undici never handed the request to a connection before the attempt ended: not one byte of it was sent. A
+   * receiver whose host drops the connection attempt (a firewall, a host gone) ends here at the deadline.
+   */
+  neverSent: boolean;
 }
 
 /**
@@ -171,6 +186,7 @@ export class ResponseCollector {
   private overLimit = false;
   private deadlineHit = false;
   private abortRequest: ((reason: Error) => void) | null = null;
+  private connected = false;
   private readonly timer: NodeJS.Timeout;
   private settled = false;
 
@@ -183,8 +199,9 @@ export class ResponseCollector {
   }
 
   onConnect(abort: (reason: Error) => void): void {
+    this.connected = true;
     this.abortRequest = abort;
-    // A request that waited for a connection past its deadline is aborted as soon as it could be sent.
+    // A request whose deadline passed while it waited for a connection is aborted before undici writes any of it.
     if (this.deadlineHit) abort(new DeadlineExceeded());
   }
 
@@ -237,7 +254,10 @@ export class ResponseCollector {
 
   private expire(): void {
     this.deadlineHit = true;
-    this.abortRequest?.(new DeadlineExceeded());
+    // Still waiting for a connection (undici's own connect timeout is 10 s, whatever ours is): the attempt ends now,
+    // unsent, and onConnect aborts the request should a connection come later.
+    if (!this.connected) this.finish(new DeadlineExceeded());
+    else this.abortRequest?.(new DeadlineExceeded());
   }
 
   private finish(error: Error | null): void {
@@ -253,6 +273,7 @@ export class ResponseCollector {
       body: this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks),
       cutOff: this.overLimit ? 'size_limit' : !failed ? null : this.deadlineHit ? 'deadline' : 'connection_lost',
       deadlineHit: this.deadlineHit,
+      neverSent: !this.connected,
     });
     // undici may keep an aborted request (and so this handler) until its next connection: hold nothing big meanwhile.
     this.chunks.length = 0;
@@ -285,9 +306,11 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
   if (status === null) {
     return {
       statusCode: null,
-      error: response.deadlineHit
-        ? `timeout after ${timeoutMs} ms, before the response headers were complete`
-        : describeNetworkError(response.error, timeoutMs),
+      error: !response.deadlineHit
+        ? describeNetworkError(response.error, timeoutMs)
+        : response.neverSent
+          ? `timeout after ${timeoutMs} ms, before a connection to the receiver was ready (the request was not sent)`
+          : `timeout after ${timeoutMs} ms, before the response headers were complete`,
       retryAfter: undefined,
       responseSha256: null,
       responseExcerpt: null,

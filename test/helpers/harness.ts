@@ -8,7 +8,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate, recreateDatabase } from '../../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
 import { createWorker } from '../../src/worker';
-import { createDeliveryAgent } from '../../src/delivery/http';
+import { closeDeliveryAgent, createDeliveryAgent } from '../../src/delivery/http';
 
 export interface Harness {
   env: TestWorkflowEnvironment;
@@ -134,7 +134,7 @@ export async function withWorker<T>(
   try {
     return await worker.runUntil(fn);
   } finally {
-    await agent?.close();
+    if (agent) await closeDeliveryAgent(agent);
   }
 }
 
