@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Webhook } from 'standardwebhooks';
-import { LOCATION_LOG_CHARS, RESPONSE_READ_LIMIT } from '../src/delivery/http';
+import type { ClaimedEvent } from '../src/db/queries';
+import { closeDeliveryAgent, createDeliveryAgent, LOCATION_LOG_CHARS, postOnce, RESPONSE_READ_LIMIT } from '../src/delivery/http';
 import type { DispatcherOptions, DispatcherStats } from '../src/shared/delivery';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { getHarness, resetTables, runCli, statusCounts, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
@@ -316,6 +317,24 @@ describe('delivery to hostile receivers (real Temporal, PostgreSQL, receivers on
       // Before, each attempt took undici's connect timeout, 10 s, whatever the configured timeout.
       assert.ok(row.duration_ms <= TIMEOUT_MS + DEADLINE_MARGIN_MS, `${row.event_id} took ${row.duration_ms} ms against a ${TIMEOUT_MS} ms deadline`);
       assert.ok(row.duration_ms >= TIMEOUT_MS - 50, `${row.event_id} ended by its deadline, not earlier (${row.duration_ms} ms)`);
+    }
+  });
+
+  it('the worker\'s connection pool gives up a connection attempt soon after the request timeout, not after undici\'s 10 s', async () => {
+    const listener = await unansweredListener();
+    const agent = createDeliveryAgent(null, 500);
+    try {
+      const url = `http://127.0.0.1:${listener.port}/hooks`;
+      const event: ClaimedEvent = { event_id: 'evt_orphan', request_id: 'req_orphan', body: '{}', attempts: 1, max_attempts: 1, replay_count: 0 };
+      const attempt = await postOnce({ url, secrets: { current: SECRET }, agent }, event, Buffer.from(event.body), 500);
+      assert.equal(attempt.error, 'timeout after 500 ms, before a connection to the receiver was ready (the request was not sent)');
+      // The request given up stays in the pool until its connect attempt ends: at 1.5 s (the timeout plus 1 s) now.
+      // With undici's default it stayed 10 s, and a pass posting the next events meanwhile piled up sockets.
+      const origin = new URL(url).origin;
+      await waitFor('the connect attempt ended', async () => (agent.stats[origin]?.pending ?? 0) === 0, 6_000);
+    } finally {
+      await closeDeliveryAgent(agent);
+      await listener.stop();
     }
   });
 

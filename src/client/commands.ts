@@ -14,6 +14,7 @@ import type { WorkerObservability } from '../metrics/settings';
 import { Client, Connection } from '@temporalio/client';
 import { AlreadyReported, RunError, type Output } from './errors';
 import { printable } from './text';
+import { resolveDispatcherOptions } from '../shared/delivery';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
   try {
@@ -136,7 +137,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
     } catch (err) {
       throw new RunError(explainTemporalError(err, target.address));
     }
-    const agent = config.webhook ? createDeliveryAgent() : undefined;
+    const agent = config.webhook ? createDeliveryAgent(null, resolveDispatcherOptions(config.dispatcher).options.requestTimeoutMs) : undefined;
     try {
       const delivery =
         config.webhook && agent

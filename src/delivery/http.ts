@@ -45,12 +45,20 @@ export interface AttemptResult {
   finishedAt: number;
 }
 
+/** undici's own connect timeout, when it is given none. */
+const UNDICI_CONNECT_TIMEOUT_MS = 10_000;
+
 /**
  * The worker's delivery connection pool. No cap on connections: the dispatcher's concurrency already bounds
  * the requests in flight, and a request queued here behind a cap would spend its deadline waiting for a socket.
+ * An attempt that gives up at its deadline while still waiting for a connection leaves its request in undici until
+ * the connect attempt ends (see ResponseCollector); a connect timeout just past the worker's request timeout
+ * (`WEBHOOK_TIMEOUT_MS`), not undici's 10 s, keeps those few, so the sockets a receiver that never answers the
+ * connection costs stay near what the passes' concurrency allows.
  */
-export function createDeliveryAgent(connections: number | null = null): Agent {
-  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
+export function createDeliveryAgent(connections: number | null = null, requestTimeoutMs: number = UNDICI_CONNECT_TIMEOUT_MS): Agent {
+  const connectTimeout = Math.min(UNDICI_CONNECT_TIMEOUT_MS, requestTimeoutMs + 1_000);
+  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout });
 }
 
 /**
