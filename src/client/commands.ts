@@ -95,7 +95,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
   // Loaded here, not at the top: every other command would pay for the worker's native runtime at start.
   const { NativeConnection, Runtime } = await import('@temporalio/worker');
   const { createWorker, ensureDispatchers } = await import('../worker');
-  const { closeDeliveryAgent, createDeliveryAgent } = await import('../delivery/http');
+  const { createDeliveryAgent } = await import('../delivery/http');
   const { describeDifferences } = await import('../delivery/fleet');
   const pool = createPool(config.databaseUrl, 20);
   try {
@@ -188,7 +188,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       stopGauges?.();
       metrics?.close();
       await connection.close();
-      if (agent) await closeDeliveryAgent(agent);
+      await agent?.close();
     }
   } finally {
     await pool.end();

@@ -7,7 +7,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { describeDatabaseUrl, type AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
 import { migrate, recreateDatabase } from '../db/migrate';
-import { closeDeliveryAgent, createDeliveryAgent } from '../delivery/http';
+import { createDeliveryAgent } from '../delivery/http';
 import { DemoReceiver } from '../dev/demo-receiver';
 import { EmbeddedPostgresError, startEmbeddedPostgres } from '../dev/embedded-postgres';
 import { databaseIdentity, isSameDatabase } from '../db/conninfo';
@@ -172,7 +172,7 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
     const nativeConnection = await NativeConnection.connect(target.connectionOptions);
     cleanup.push(() => nativeConnection.close());
     const agent = createDeliveryAgent();
-    cleanup.push(() => closeDeliveryAgent(agent));
+    cleanup.push(() => agent.close());
     const worker = await createWorker({
       connection: nativeConnection,
       namespace: DEMO_NAMESPACE,

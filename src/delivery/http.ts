@@ -51,24 +51,13 @@ const UNDICI_CONNECT_TIMEOUT_MS = 10_000;
 /**
  * The worker's delivery connection pool. No cap on connections: the dispatcher's concurrency already bounds
  * the requests in flight, and a request queued here behind a cap would spend its deadline waiting for a socket.
- * An attempt that gives up at its deadline while still waiting for a connection leaves its request in undici until
- * the connect attempt ends (see ResponseCollector); a connect timeout just past the worker's request timeout
- * (`WEBHOOK_TIMEOUT_MS`), not undici's 10 s, keeps those few, so the sockets a receiver that never answers the
- * connection costs stay near what the passes' concurrency allows.
+ * Connecting is bounded by the worker's request timeout (`WEBHOOK_TIMEOUT_MS`), not undici's 10 s: an attempt waiting
+ * for a connection ends only when undici gives up connecting (see ResponseCollector.expire), so against a host that
+ * never answers the connection an attempt lasts about its deadline, not 10 s.
  */
 export function createDeliveryAgent(connections: number | null = null, requestTimeoutMs: number = UNDICI_CONNECT_TIMEOUT_MS): Agent {
-  const connectTimeout = Math.min(UNDICI_CONNECT_TIMEOUT_MS, requestTimeoutMs + 1_000);
+  const connectTimeout = Math.min(UNDICI_CONNECT_TIMEOUT_MS, requestTimeoutMs);
   return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout });
-}
-
-/**
- * Closes the pool once the worker has stopped. Every pass has settled each of its attempts by then; what undici may
- * still hold are requests those attempts gave up on at their deadline while waiting for a connection (undici's own
- * connect timeout is 10 s). They are never sent, so they are dropped rather than waited for: `close()` would hold a
- * shutdown for up to 10 s against a receiver that never answers the connection.
- */
-export async function closeDeliveryAgent(agent: Agent): Promise<void> {
-  await agent.destroy();
 }
 
 /** A WEBHOOK_URL that cannot be used; the message never repeats the URL, which may carry a token. */
@@ -207,10 +196,14 @@ export class ResponseCollector {
   }
 
   onConnect(abort: (reason: Error) => void): void {
-    this.connected = true;
     this.abortRequest = abort;
-    // A request whose deadline passed while it waited for a connection is aborted before undici writes any of it.
-    if (this.deadlineHit) abort(new DeadlineExceeded());
+    // A request whose deadline passed while it waited for a connection is aborted here, and undici then writes none of
+    // it (it checks for the abort right after this call): still unsent.
+    if (this.deadlineHit) {
+      abort(new DeadlineExceeded());
+      return;
+    }
+    this.connected = true;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null): boolean {
@@ -262,10 +255,11 @@ export class ResponseCollector {
 
   private expire(): void {
     this.deadlineHit = true;
-    // Still waiting for a connection (undici's own connect timeout is 10 s, whatever ours is): the attempt ends now,
-    // unsent, and onConnect aborts the request should a connection come later.
-    if (!this.connected) this.finish(new DeadlineExceeded());
-    else this.abortRequest?.(new DeadlineExceeded());
+    // Still waiting for a connection, the attempt keeps its place until undici gives the request up (its connect
+    // timeout, set to about this deadline) or connects (onConnect then aborts it, unsent). Settling now instead would
+    // free the sender to post the next event while this request still held a connecting socket: against a host that
+    // drops connection attempts, sockets would pile up far past the pass's concurrency.
+    this.abortRequest?.(new DeadlineExceeded());
   }
 
   private finish(error: Error | null): void {
@@ -314,11 +308,12 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
   if (status === null) {
     return {
       statusCode: null,
-      error: !response.deadlineHit
-        ? describeNetworkError(response.error, timeoutMs)
-        : response.neverSent
+      error:
+        response.neverSent && (response.deadlineHit || isConnectTimeout(response.error))
           ? `timeout after ${timeoutMs} ms, before a connection to the receiver was ready (the request was not sent)`
-          : `timeout after ${timeoutMs} ms, before the response headers were complete`,
+          : response.deadlineHit
+            ? `timeout after ${timeoutMs} ms, before the response headers were complete`
+            : describeNetworkError(response.error, timeoutMs),
       retryAfter: undefined,
       responseSha256: null,
       responseExcerpt: null,
@@ -342,6 +337,9 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
     finishedAt,
   };
 }
+
+/** undici gave up connecting (see createDeliveryAgent): like the deadline, but its timer may fire first. */
+const isConnectTimeout = (err: Error | null) => (err as { code?: string } | null)?.code === 'UND_ERR_CONNECT_TIMEOUT';
 
 export function describeNetworkError(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; code?: string; message?: string };

@@ -8,7 +8,7 @@ import { createPool } from '../../src/db/pool';
 import { migrate, recreateDatabase } from '../../src/db/migrate';
 import { FAST_DEV_SERVER_ARGS, findOrBuildTemporalCli } from '../../src/dev/temporal-cli';
 import { createWorker } from '../../src/worker';
-import { closeDeliveryAgent, createDeliveryAgent } from '../../src/delivery/http';
+import { createDeliveryAgent } from '../../src/delivery/http';
 
 export interface Harness {
   env: TestWorkflowEnvironment;
@@ -113,13 +113,14 @@ export function uniqueTaskQueue(prefix: string): string {
 export async function withWorker<T>(
   taskQueue: string,
   fn: () => Promise<T>,
-  delivery?: { url: string; secret: string; previousSecret?: string },
+  /** requestTimeoutMs: the worker's WEBHOOK_TIMEOUT_MS, which bounds connecting (see createDeliveryAgent). */
+  delivery?: { url: string; secret: string; previousSecret?: string; requestTimeoutMs?: number },
   /** Another database than the harness's (a pool the caller owns). */
   options: { pool?: Pool } = {},
 ): Promise<T> {
   const { env, workflowBundle } = getHarness();
   const pool = options.pool ?? getHarness().pool;
-  const agent = delivery ? createDeliveryAgent(64) : undefined;
+  const agent = delivery ? createDeliveryAgent(64, delivery.requestTimeoutMs) : undefined;
   const worker = await createWorker({
     connection: env.nativeConnection,
     namespace: env.namespace ?? 'default',
@@ -134,7 +135,7 @@ export async function withWorker<T>(
   try {
     return await worker.runUntil(fn);
   } finally {
-    if (agent) await closeDeliveryAgent(agent);
+    await agent?.close();
   }
 }
 
