@@ -7,6 +7,8 @@ import { ApplicationFailure, CancelledFailure, WorkflowFailedError, type Workflo
 import type { Pool } from 'pg';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import type { RunbookInput, RunbookProgress, RunbookReport, RunbookStep } from '../src/shared/runbook';
+import { formatStepLine } from '../src/client/runbook';
+import { webhookBackfill } from '../src/workflows/backfill';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { webhookRecoveryRunbook } from '../src/workflows/runbook';
 import { fingerprintFile } from '../src/backfill/batch';
@@ -254,6 +256,30 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     );
     return { batches: Number(rows[0]!.batches), created: Number(rows[0]!.created ?? 0) };
   }
+
+  it('a file whose events were all backfilled outside the runbook: step 3 says it has nothing to verify, not a pass on zeros', async () => {
+    const file = generatedFile('rb_outside', { valid: 20 });
+    // Backfilled by hand first, under its own run key; no dispatcher runs, so the events stay pending.
+    const report = await withWorker(taskQueue, async () => {
+      await h.env.client.workflow.execute(webhookBackfill, {
+        taskQueue,
+        workflowId: `webhook-backfill/test-${randomUUID()}`,
+        args: [{ runKey: `by-hand-${randomUUID()}`, path: file.path, dryRun: false, maxAttempts: 2, batchSize: 100 }],
+      });
+      return (await start(input(file.path))).result();
+    });
+    assert.equal(report.outcome, 'completed');
+    const verify = report.steps[2]!;
+    assert.deepEqual({ created: report.steps[1]!.backfill!.created, duplicates: report.steps[1]!.backfill!.duplicates }, { created: 0, duplicates: 20 });
+    assert.equal(verify.status, 'skipped');
+    assert.match(verify.message!, /^nothing to verify: step 2 created no events \(20 already in the outbox\); this step judges only the events the runbook's backfill creates/);
+    assert.equal(
+      formatStepLine(verify, 'webhook-runbook/x'),
+      `[webhook-runbook] step 3/6 verify delivery: skipped: ${verify.message}`,
+    );
+    // The file's events are still waiting: a pass here would have claimed a delivery nobody checked.
+    assert.deepEqual(await statusCounts(h.pool), { pending: 20 });
+  });
 
   it('gate failure: a file over the failed-lines share stops after step 1 with nothing written (CLI, exit 1)', async () => {
     const file = generatedFile('rb_gate', { valid: 100, failEvery: 20 }); // 5 of 105 lines fail: 4.76%

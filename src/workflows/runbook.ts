@@ -82,6 +82,8 @@ const workflowNow = () => new Date().getTime();
 
 /** Patch ids `gate-opens-with-a-marker-1` and `-4`; see gate(). */
 const GATE_OPENS_WITH_A_MARKER = 'gate-opens-with-a-marker';
+/** Step 3 says it has nothing to judge when step 2 created no events, instead of passing on zeros (runs before it did). */
+const VERIFY_SKIPS_WHEN_NOTHING_CREATED = 'verify-skips-when-nothing-created';
 
 type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
@@ -445,36 +447,45 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     if (from <= 3) {
       // Step 3: wait until the file's events are delivered (or dead-lettered) and enough of them were delivered.
       const created = step(2).backfill!.created;
-      const sourceRun = step(2).runKey!;
-      const verify = async (summary: string): Promise<'done' | 'wait' | 'hopeless'> => {
-        const metrics = await activities(summary).outboxMetrics({ sourceRun });
-        const run = metrics.run ?? { waiting: 0, deadLettered: 0 };
-        const delivered = created - run.waiting - run.deadLettered;
-        const finished = delivered + run.deadLettered;
-        const figures: VerifyFigures = {
-          created,
-          waiting: run.waiting,
-          delivered,
-          deadLettered: run.deadLettered,
-          successRate: finished === 0 ? null : delivered / finished,
+      // Only the events the runbook's backfill created are judged: ids already in the outbox may be live traffic, not
+      // the file's. With none created there is nothing to wait for, and a pass on zeros would read as delivery verified
+      // while the file's events (from a backfill run outside the runbook, say) may still be waiting.
+      if (created === 0 && patched(VERIFY_SKIPS_WHEN_NOTHING_CREATED)) {
+        step(3).verify = { created: 0, waiting: 0, delivered: 0, deadLettered: 0, successRate: null };
+        step(3).status = 'skipped';
+        step(3).message = nothingCreated(step(2).backfill!);
+      } else {
+        const sourceRun = step(2).runKey!;
+        const verify = async (summary: string): Promise<'done' | 'wait' | 'hopeless'> => {
+          const metrics = await activities(summary).outboxMetrics({ sourceRun });
+          const run = metrics.run ?? { waiting: 0, deadLettered: 0 };
+          const delivered = created - run.waiting - run.deadLettered;
+          const finished = delivered + run.deadLettered;
+          const figures: VerifyFigures = {
+            created,
+            waiting: run.waiting,
+            delivered,
+            deadLettered: run.deadLettered,
+            successRate: finished === 0 ? null : delivered / finished,
+          };
+          step(3).verify = figures;
+          const rateOk = figures.successRate === null || figures.successRate >= input.verifyMinSuccessRate;
+          if (figures.waiting <= input.verifyMaxBacklog && rateOk) return 'done';
+          // Nothing left to deliver, so the rate can no longer rise.
+          if (figures.waiting === 0 && !rateOk) return 'hopeless';
+          return 'wait';
         };
-        step(3).verify = figures;
-        const rateOk = figures.successRate === null || figures.successRate >= input.verifyMinSuccessRate;
-        if (figures.waiting <= input.verifyMaxBacklog && rateOk) return 'done';
-        // Nothing left to deliver, so the rate can no longer rise.
-        if (figures.waiting === 0 && !rateOk) return 'hopeless';
-        return 'wait';
-      };
-      const verified = await waitUntil(3, resume?.at === 3 ? resume.deadline : workflowNow() + input.verifyTimeoutMs, verify);
-      if (verified !== 'done') {
-        const f = step(3).verify!;
-        const rate = f.successRate === null ? 'n/a' : percent(f.successRate);
-        const figures =
-          `waiting=${f.waiting} (allowed ${input.verifyMaxBacklog}) delivered=${f.delivered} dead_lettered=${f.deadLettered} ` +
-          `success_rate=${rate} (needed ${percent(input.verifyMinSuccessRate)})`;
-        stop(3, 'failed', verified === 'timeout' ? `timed out after ${duration(input.verifyTimeoutMs)}: ${figures}` : `the receiver rejected too many: ${figures}`);
+        const verified = await waitUntil(3, resume?.at === 3 ? resume.deadline : workflowNow() + input.verifyTimeoutMs, verify);
+        if (verified !== 'done') {
+          const f = step(3).verify!;
+          const rate = f.successRate === null ? 'n/a' : percent(f.successRate);
+          const figures =
+            `waiting=${f.waiting} (allowed ${input.verifyMaxBacklog}) delivered=${f.delivered} dead_lettered=${f.deadLettered} ` +
+            `success_rate=${rate} (needed ${percent(input.verifyMinSuccessRate)})`;
+          stop(3, 'failed', verified === 'timeout' ? `timed out after ${duration(input.verifyTimeoutMs)}: ${figures}` : `the receiver rejected too many: ${figures}`);
+        }
+        step(3).status = 'passed';
       }
-      step(3).status = 'passed';
 
       // Step 4: replay dry run; gate.
       begin(4);
@@ -551,6 +562,19 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     }
     throw err;
   }
+}
+
+/** Why step 3 has nothing to judge: what step 2 found instead of new events. */
+function nothingCreated(backfill: { duplicates: number; failed: number }): string {
+  const found = [
+    backfill.duplicates > 0 ? `${grouped(backfill.duplicates)} already in the outbox` : '',
+    backfill.failed > 0 ? `${grouped(backfill.failed)} failed lines` : '',
+  ].filter(Boolean);
+  return (
+    `nothing to verify: step 2 created no events${found.length ? ` (${found.join(', ')})` : ''}; this step judges only ` +
+    'the events the runbook\'s backfill creates, not ids already in the outbox (live traffic, or a backfill run outside ' +
+    'the runbook); see where the outbox stands with: gotong-worker outbox stats'
+  );
 }
 
 function counters(s: BackfillSummary) {
