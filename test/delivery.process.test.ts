@@ -182,9 +182,12 @@ describe('delivery with worker processes (SIGKILL, shards)', function () {
     const shards = status.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as DispatcherStats & { workflow_id: string });
     assert.deepEqual(shards.map((s) => s.workflow_id), ['webhook-dispatcher/0', 'webhook-dispatcher/1']);
     assert.equal(shards.reduce((sum, s) => sum + s.delivered, 0), 3000);
+    // The backlog and in-flight figures say when a pass counted them: a paused shard's grow old.
+    for (const s of shards) assert.match(String((s as { counts_as_of?: unknown }).counts_as_of), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/);
     const paused = await runCli(['delivery', 'pause']);
     assert.equal(paused.code, 0, paused.stderr);
     assert.equal((paused.stdout.match(/paused \(operator\)/g) ?? []).length, 2, paused.stdout);
+    assert.equal((paused.stdout.match(/ oldest_due_age_ms=\d+ counts_age_s=\d+ /g) ?? []).length, 2, paused.stdout);
     const resumed = await runCli(['delivery', 'resume']);
     assert.equal((resumed.stdout.match(/ running /g) ?? []).length, 2, resumed.stdout);
     const bad = await runCli(['delivery', 'stop']);

@@ -43,8 +43,18 @@ function statusLine(stats: DispatcherStats): string {
   return (
     `[delivery] ${dispatcherWorkflowId(stats.shard)} ${state} delivered=${stats.delivered} retried=${stats.retried} ` +
     `dead_lettered=${stats.deadLettered} in_flight=${stats.inFlight} backlog=${stats.backlogEstimated ? '~' : ''}${stats.backlog} ` +
-    `oldest_due_age_ms=${stats.oldestDueAgeMs} auto_pauses=${stats.autoPauses ?? 0}${error}`
+    `oldest_due_age_ms=${stats.oldestDueAgeMs}${countsAge(stats)} auto_pauses=${stats.autoPauses ?? 0}${error}`
   );
+}
+
+/**
+ * How old the in-flight, backlog and oldest-due figures are: passes count them, so a paused dispatcher's are as of its
+ * last pass (`outbox stats` counts now). Dispatchers started before the field existed have none to show.
+ */
+function countsAge(stats: DispatcherStats, now = Date.now()): string {
+  if (stats.countsAsOf === undefined) return '';
+  if (stats.countsAsOf === null) return ' counts_age_s=n/a';
+  return ` counts_age_s=${Math.max(0, Math.round((now - Date.parse(stats.countsAsOf)) / 1000))}`;
 }
 
 /** Flag values as commander hands them over (strings), for `delivery configure`. */

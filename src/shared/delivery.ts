@@ -277,6 +277,12 @@ export interface DispatcherStats extends DispatcherCounters {
   /** True when `backlog` is an estimate (more than 10,000 events due); every other figure is exact. */
   backlogEstimated: boolean;
   oldestDueAgeMs: number;
+  /**
+   * When a pass last counted `inFlight`, `backlog` and `oldestDueAgeMs` (ISO time), or null before one has: they are as
+   * of then. Passes count every few seconds while they run; a paused dispatcher runs none, so its counts grow old.
+   * Absent from dispatchers started before it was added.
+   */
+  countsAsOf?: string | null;
   settings: DispatcherOptions;
 }
 
@@ -317,6 +323,9 @@ export interface DispatcherCarried {
   nextSlotAt?: number | null;
   bytesPerEvent?: number | null;
   peakPassBytes?: number;
+  /** The last counts and when they were taken, so `stats` after continuing as new still has them. */
+  snapshot?: OutboxCounts | null;
+  snapshotAt?: number | null;
 }
 
 export interface DispatcherInput {

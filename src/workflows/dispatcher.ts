@@ -137,6 +137,8 @@ class Shard {
   private bytesPerEvent: number | null;
   private peakPassBytes: number;
   private snapshot: OutboxCounts = { inFlight: 0, backlog: 0, oldestDueMs: 0 };
+  /** Workflow time of the pass that took `snapshot`; null before any has. */
+  private snapshotAt: number | null = null;
   // Counted where the decision is made; the SDK skips metrics while replaying history, so each counts once.
   private readonly autoPauseCounter = metricMeter.createCounter(
     METRICS.autoPauses,
@@ -173,6 +175,8 @@ class Shard {
     this.nextSlotAt = carried?.nextSlotAt ?? null;
     this.bytesPerEvent = carried?.bytesPerEvent ?? null;
     this.peakPassBytes = carried?.peakPassBytes ?? 0;
+    if (carried?.snapshot) this.snapshot = carried.snapshot;
+    this.snapshotAt = carried?.snapshotAt ?? null;
   }
 
   get stopping(): boolean {
@@ -195,6 +199,7 @@ class Shard {
       backlog: this.snapshot.backlog,
       backlogEstimated: this.snapshot.backlogEstimated ?? false,
       oldestDueAgeMs: this.snapshot.oldestDueMs,
+      countsAsOf: this.snapshotAt === null ? null : new Date(this.snapshotAt).toISOString(),
       settings: this.settings,
     };
   }
@@ -256,6 +261,8 @@ class Shard {
         nextSlotAt: this.nextSlotAt,
         bytesPerEvent: this.bytesPerEvent,
         peakPassBytes: this.peakPassBytes,
+        snapshot: this.snapshot,
+        snapshotAt: this.snapshotAt,
       },
     };
   }
@@ -290,7 +297,8 @@ class Shard {
     const lines = [
       `**Shard ${this.input.shard} of ${this.shards}**: ${state}`,
       `delivered ${grouped(c.delivered)} · retried ${grouped(c.retried)} · dead-lettered ${grouped(c.deadLettered)} · passes ${grouped(c.passes)}`,
-      `backlog ${grouped(this.snapshot.backlog)}${this.snapshot.backlogEstimated ? ' (estimate)' : ''} · in flight ${grouped(this.snapshot.inFlight)}`,
+      `backlog ${grouped(this.snapshot.backlog)}${this.snapshot.backlogEstimated ? ' (estimate)' : ''} · in flight ${grouped(this.snapshot.inFlight)}` +
+        (this.snapshotAt === null ? ' (not counted yet)' : ` (counted ${new Date(this.snapshotAt).toISOString().slice(11, 19)} UTC)`),
     ];
     if (this.lastError && this.lastError.inARow > 0) lines.push(`Last failed pass (${this.lastError.inARow} in a row): ${this.lastError.message}`);
     const text = lines.join('\n\n');
@@ -438,7 +446,10 @@ class Shard {
     this.errorsInARow = 0;
     this.retryAt = null;
     if (this.lastError) this.lastError = { ...this.lastError, inARow: 0 };
-    if (result.snapshot) this.snapshot = result.snapshot;
+    if (result.snapshot) {
+      this.snapshot = result.snapshot;
+      this.snapshotAt = now();
+    }
     if (result.bytesPerEvent) this.bytesPerEvent = result.bytesPerEvent;
     if (result.nextSlotAt !== undefined && result.nextSlotAt !== null) this.nextSlotAt = result.nextSlotAt;
     this.peakPassBytes = Math.max(this.peakPassBytes, result.peakHeldBytes ?? 0);
