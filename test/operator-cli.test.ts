@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
+import { backfillWorkflowId } from '../src/client/backfill';
 import type { BackfillInput } from '../src/shared/backfill';
 import { webhookBackfill } from '../src/workflows/backfill';
 import { generatedFile } from './helpers/files';
@@ -101,6 +102,26 @@ describe('operator commands: status, list, outbox (through the real executable)'
       started.push(handle);
       return handle;
     }
+
+    it('attaching with other options says which ones the running run keeps; the same options say nothing', async () => {
+      const file = generatedFile(`opcli-${randomUUID()}`, { valid: 20 });
+      const workflowId = backfillWorkflowId(file.path, false);
+      const input: BackfillInput = { runKey: `${workflowId}@1`, path: file.path, dryRun: false, maxAttempts: 5, batchSize: 50 };
+      // Paused before its first batch, so it is still running when the command attaches.
+      started.push(await h.env.client.workflow.signalWithStart(webhookBackfill, { taskQueue, workflowId, args: [input], signal: 'pause' }));
+      const env = { GOTONG_TASK_QUEUE: taskQueue };
+      const other = await runCli(['webhook-backfill', '--file', file.path, '--max-attempts', '2', '--batch-size', '2000', '--detach'], env);
+      assert.equal(other.code, 0, other.stderr);
+      assert.match(other.stderr, new RegExp(`attached to running ${workflowId}`));
+      assert.match(
+        other.stderr,
+        /^\[webhook-backfill\] the run keeps the options it was started with: --max-attempts 5 \(this command: 2\), --batch-size 50 \(this command: 2000\); to change them, cancel it and start again$/m,
+      );
+      const same = await runCli(['webhook-backfill', '--file', file.path, '--max-attempts', '5', '--batch-size', '50', '--detach'], env);
+      assert.equal(same.code, 0, same.stderr);
+      assert.match(same.stderr, /attached to running/);
+      assert.doesNotMatch(same.stderr, /keeps the options/);
+    });
 
     it('status: a completed backfill shows its result; a paused one its live counters; an unknown id is exit 1', async () => {
       const file = generatedFile(`opcli-${randomUUID()}`, { valid: 120, dupEvery: 10, failEvery: 30 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { optionsKeptByRun } from '../src/client/attach';
+import { RUNBOOK_OPTION_FLAGS } from '../src/client/runbook';
 import { BACKFILL_LIMITS } from '../src/shared/backfill';
 import { DEFAULT_DISPATCHER_OPTIONS, type DispatcherOptions, resolveDispatcherOptions } from '../src/shared/delivery';
 import { REPLAY_DEFAULT_BATCHES_PER_RUN } from '../src/shared/replay';
@@ -98,5 +100,18 @@ describe('constants that shape the command sequence are carried in the run input
     assert.equal((await started(['webhook-backfill', '--file', file.path]))['batchesPerRun'], BACKFILL_LIMITS.defaultBatchesPerRun);
     assert.equal((await started(['webhook-replay-dlq', '--limit', '5']))['batchesPerRun'], REPLAY_DEFAULT_BATCHES_PER_RUN);
     assert.equal((await started(['webhook-runbook', '--file', file.path]))['pollsPerRun'], RUNBOOK_DEFAULTS.pollsPerRun);
+  });
+});
+
+describe('attaching to a run started with other options (pure)', () => {
+  it('names each flag whose running value differs, with units for durations, and nothing else', () => {
+    const running = { runKey: 'a', approval: 'manual', maxFailedRatio: 0.01, verifyTimeoutMs: 1_800_000, baseline: 3, state: { x: 1 } };
+    const asked = { runKey: 'b', approval: 'auto', maxFailedRatio: 0.01, verifyTimeoutMs: 600_000, baseline: undefined };
+    assert.deepEqual(optionsKeptByRun(running, asked, RUNBOOK_OPTION_FLAGS), [
+      '--approval manual (this command: auto)',
+      '--baseline 3 (this command: unset)',
+      '--verify-timeout 1800000 ms (this command: 600000 ms)',
+    ]);
+    assert.deepEqual(optionsKeptByRun(running, { ...running, runKey: 'c' }, RUNBOOK_OPTION_FLAGS), []);
   });
 });

@@ -131,6 +131,7 @@ export async function runBackfill(opts: BackfillCommandOptions, out: Output): Pr
   if (invalid) throw new UsageError(invalid.replace(/^maxAttempts\b/, '--max-attempts').replace(/^batchSize\b/, '--batch-size'));
   await startAndWatch(
     {
+      optionFlags: { maxAttempts: '--max-attempts', batchSize: '--batch-size' },
       label: 'webhook-backfill',
       workflowType: 'webhookBackfill',
       workflowId,

@@ -9,7 +9,7 @@ import { runReplay, type ReplayCommandOptions } from './replay';
 import { consoleOutput, Detached, RunError, UsageError, type Output } from './errors';
 import { runFailedLines, runMigrate, runTemporalServer, runWorker } from './commands';
 import { CONFIGURE_FLAGS, CONFIGURE_OPTION_NAMES, configPatchFromFlags, runDeliveryConfigure, runDeliveryControl } from './delivery';
-import { runbookInputFrom, runbookWorkflowId, runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
+import { RUNBOOK_OPTION_FLAGS, runbookInputFrom, runbookWorkflowId, runGateDecision, runRunbook, type RunbookCommandOptions } from './runbook';
 import { resolveBackfillFile } from './backfill';
 import { startDetached } from './watch';
 import { runWatch } from './watch-command';
@@ -219,6 +219,7 @@ export function buildProgram(out: Output): Command {
           args: [input],
           taskQueue: cfg.taskQueue,
           metadata: runbookMetadata(input, redactedCommand(process.argv.slice(2))),
+          optionFlags: RUNBOOK_OPTION_FLAGS,
         },
         out,
         { json: opts.json, approve: true },

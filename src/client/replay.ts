@@ -181,6 +181,8 @@ export async function runReplay(opts: ReplayCommandOptions, out: Output): Promis
   }
   await startAndWatch(
     {
+      // The selection and the limit are part of the workflow id: another selection is another run.
+      optionFlags: { batchSize: '--batch-size', ratePerSecond: '--rate' },
       label: 'webhook-replay-dlq',
       workflowType: 'webhookReplayDlq',
       workflowId,

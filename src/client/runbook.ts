@@ -29,6 +29,7 @@ import { Detached, RunError, UsageError, type Output } from './errors';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
 import { connectClient, detach, type FollowFrom, interruption, printChildProgress, startOrAttachRun } from './watch';
+import type { OptionFlags } from './attach';
 
 export interface RunbookCommandOptions {
   file: string;
@@ -72,6 +73,21 @@ export function parseRatio(flag: string, value: string): number {
 }
 
 /** Checks every flag before anything starts. */
+/** The runbook's own flags by input field: attaching to a runbook started with other values says which it keeps. */
+export const RUNBOOK_OPTION_FLAGS: OptionFlags = {
+  maxAttempts: '--max-attempts',
+  batchSize: '--batch-size',
+  replayLimit: '--replay-limit',
+  approval: '--approval',
+  maxFailedRatio: '--max-failed-ratio',
+  baseline: '--baseline',
+  verifyTimeoutMs: '--verify-timeout',
+  verifyMaxBacklog: '--verify-max-backlog',
+  verifyMinSuccessRate: '--min-success-rate',
+  confirmTimeoutMs: '--confirm-timeout',
+  pollMs: '--poll-interval',
+};
+
 export function runbookInputFrom(opts: RunbookCommandOptions, path: string, workflowId: string): RunbookInput {
   if (opts.approval !== 'auto' && opts.approval !== 'manual') {
     throw new UsageError(`--approval ${opts.approval}: use auto or manual`);
@@ -362,6 +378,7 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
         args: [input],
         taskQueue: opts.taskQueue,
         metadata: runbookMetadata(input, redactedCommand(process.argv.slice(2))),
+        optionFlags: RUNBOOK_OPTION_FLAGS,
       },
       out,
     );

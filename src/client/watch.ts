@@ -8,6 +8,7 @@ import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
+import { type OptionFlags, optionsKeptByRun, runningInput } from './attach';
 
 export function missingSearchAttributesWarning(namespace: string, missing = SEARCH_ATTRIBUTE_DEFINITIONS.map((a) => a.name)): string {
   return (
@@ -37,6 +38,8 @@ export interface RunStart {
   taskQueue: string;
   /** Summary, details and search attributes for the Temporal UI (see shared/run-metadata). */
   metadata?: RunMetadata;
+  /** The operator's flags by input field: attaching to a run started with other values says which it keeps. */
+  optionFlags?: OptionFlags;
 }
 
 /**
@@ -76,8 +79,19 @@ export async function startOrAttachRun(
     handle = await start(false);
   }
   out.err(`[${run.label}] ${attached ? 'attached to running' : 'started'} ${run.workflowId}`);
+  if (attached && run.optionFlags) await warnOfKeptOptions(client, namespace, run, out);
   await warnIfNoWorker(client, namespace, run.taskQueue, run.label, out);
   return { handle, attached };
+}
+
+async function warnOfKeptOptions(client: Client, namespace: string, run: RunStart, out: Output): Promise<void> {
+  const running = await runningInput(client, namespace, run.workflowId);
+  const asked = run.args[0];
+  if (!running || !asked || typeof asked !== 'object') return;
+  const kept = optionsKeptByRun(running, asked as Record<string, unknown>, run.optionFlags!);
+  if (kept.length > 0) {
+    out.err(`[${run.label}] the run keeps the options it was started with: ${kept.join(', ')}; to change them, cancel it and start again`);
+  }
 }
 
 export async function startOrAttach(client: Client, namespace: string, run: RunStart, out: Output): Promise<WorkflowHandle> {
