@@ -257,6 +257,17 @@ describe('operator view: user metadata, search attributes and handler descriptio
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, new RegExp(`namespace '${namespace}' lacks the search attributes GotongKind, .*: the run starts without them`));
     assert.equal((JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { processed: number }).processed, 5);
+
+    // `list` works there; its filters on the project's attributes say what is missing and how to add it.
+    const env = { TEMPORAL_NAMESPACE: namespace };
+    const listed = await runCli(['list', '--kind', 'backfill'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /webhook-backfill\//);
+    const filtered = await runCli(['list', '--awaiting-approval'], env);
+    assert.equal(filtered.code, 1, filtered.stderr);
+    assert.equal(filtered.stderr.trimEnd().split('\n').length, 1, filtered.stderr);
+    assert.match(filtered.stderr, new RegExp(`--awaiting-approval filter on the project's search attributes, which namespace '${namespace}' lacks; register them once: temporal operator search-attribute create --namespace ${namespace} `));
+    assert.doesNotMatch(filtered.stderr, /the run starts without them/);
   });
 
   describe('in headless Chromium', () => {

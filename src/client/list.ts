@@ -1,11 +1,11 @@
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { RunError, UsageError, type Output } from './errors';
-import { SEARCH_ATTRIBUTES } from '../shared/run-metadata';
+import { SEARCH_ATTRIBUTE_DEFINITIONS, SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
 import { jsonLine } from './json';
 import { ago, countersLine, RUN_KINDS, RUN_STATES, type RunKind, type RunSnapshot, type RunState, snapshotJson, snapshotOf } from './status';
 import { printable } from './text';
-import { connectClient, missingSearchAttributesWarning } from './watch';
+import { connectClient } from './watch';
 
 export interface ListFilter {
   kinds: RunKind[];
@@ -105,7 +105,11 @@ export async function listRuns(client: Client, filter: ListFilter, limit: number
     } catch (err) {
       if (!isMissingSearchAttribute(err)) throw err;
       const { namespace } = client.options;
-      throw new RunError(`--file, --dry-run and --awaiting-approval need the project's search attributes: ${missingSearchAttributesWarning(namespace)}`);
+      throw new RunError(
+        `--file, --dry-run and --awaiting-approval filter on the project's search attributes, which namespace '${namespace}' ` +
+          `lacks; register them once: ${searchAttributeCreateCommands(namespace, SEARCH_ATTRIBUTE_DEFINITIONS.map((a) => a.name)).join(' ; ')} (runs started before that ` +
+          "carry none); without those flags 'list' works on any namespace",
+      );
     }
     byKind.set(kind, await mapLimited(infos, 8, (info) => snapshotOf(client, info, false)));
   }
