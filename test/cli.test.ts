@@ -72,6 +72,16 @@ describe('gotong-worker CLI', function () {
       await resetTables(h.pool);
     });
 
+    it('a namespace that does not exist is one line naming the fix, exit 1, for a start and for delivery status alike', async () => {
+      const env = { TEMPORAL_NAMESPACE: 'no-such-namespace' };
+      for (const args of [['webhook-backfill', '--file', edgeCases, '--dry-run'], ['delivery', 'status'], ['list']]) {
+        const result = await runCli(args, env);
+        assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
+        assert.equal(result.stderr.trimEnd().split('\n').length, 1, result.stderr);
+        assert.match(result.stderr, /namespace 'no-such-namespace' does not exist on Temporal at \S+: set TEMPORAL_NAMESPACE to one that does/);
+      }
+    });
+
     it('migrate reports an up-to-date schema', async () => {
       const result = await runCli(['migrate']);
       assert.equal(result.code, 0, result.stderr);

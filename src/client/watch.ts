@@ -26,7 +26,33 @@ export async function connectClient(namespace?: string): Promise<{ client: Clien
   } catch (err) {
     throw new RunError(explainTemporalError(err, target.address));
   }
+  try {
+    await ensureNamespace(connection, target);
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
   return { client: new Client({ connection, namespace: target.namespace }), connection, target };
+}
+
+/** gRPC's NOT_FOUND. */
+const NOT_FOUND = 5;
+
+/**
+ * A namespace that does not exist would otherwise surface later and misleadingly: `delivery status` as "no dispatcher is
+ * running", a start as a bare "Namespace not found".
+ */
+async function ensureNamespace(connection: Connection, target: TemporalTarget): Promise<void> {
+  try {
+    await connection.workflowService.describeNamespace({ namespace: target.namespace });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== NOT_FOUND) return; // e.g. describing denied where the namespace works: the command will tell
+    const { namespace, address } = target;
+    throw new RunError(
+      `namespace '${namespace}' does not exist on Temporal at ${address}: set TEMPORAL_NAMESPACE to one that does ` +
+        `(temporal operator namespace list --address ${address}) or create it (temporal operator namespace create --namespace ${namespace} --address ${address})`,
+    );
+  }
 }
 
 export interface RunStart {
