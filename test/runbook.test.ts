@@ -391,6 +391,8 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
       [['--approval', 'sometimes'], /--approval sometimes: use auto or manual/],
       [['--max-failed-ratio', '2'], /--max-failed-ratio 2: use a share between 0 and 1, e\.g\. 0\.01 or 1%/],
       [['--min-success-rate', 'most'], /--min-success-rate most: use a share between 0 and 1/],
+      // "1" may mean 1% as well as all, and all turns the failed-lines gate off.
+      [['--max-failed-ratio', '1'], /--max-failed-ratio 1: ambiguous; write 100% for all, or 1% \(0\.01\) for one in a hundred/],
       [['--verify-timeout', '30'], /--verify-timeout 30: use a duration such as 90s, 30m or 2h/],
       [['--confirm-timeout', 'soon'], /--confirm-timeout soon: use a duration/],
       [['--replay-limit', '0'], /--replay-limit must be a whole number >= 1/],

@@ -69,10 +69,13 @@ export function parseRatio(flag: string, value: string): number {
   if (text === '' || text === '%' || !Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
     throw new UsageError(`${flag} ${value}: use a share between 0 and 1, e.g. 0.01 or 1%`);
   }
+  // A bare 1 reads as "1%" as easily as "all": for --max-failed-ratio the second turns the gate off.
+  if (ratio === 1 && !text.endsWith('%')) {
+    throw new UsageError(`${flag} ${value}: ambiguous; write 100% for all, or 1% (0.01) for one in a hundred`);
+  }
   return ratio;
 }
 
-/** Checks every flag before anything starts. */
 /** The runbook's own flags by input field: attaching to a runbook started with other values says which it keeps. */
 export const RUNBOOK_OPTION_FLAGS: OptionFlags = {
   maxAttempts: '--max-attempts',
@@ -88,6 +91,7 @@ export const RUNBOOK_OPTION_FLAGS: OptionFlags = {
   pollMs: '--poll-interval',
 };
 
+/** Checks every flag before anything starts. */
 export function runbookInputFrom(opts: RunbookCommandOptions, path: string, workflowId: string): RunbookInput {
   if (opts.approval !== 'auto' && opts.approval !== 'manual') {
     throw new UsageError(`--approval ${opts.approval}: use auto or manual`);
