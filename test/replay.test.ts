@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
+import { inputRootsFromEnvironment } from '../src/input-files';
+import { loadEventIds } from '../src/replay/batch';
 import type { ReplayFilter, ReplayInput, ReplayProgress, ReplaySummary } from '../src/shared/replay';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { tmp } from './helpers/files';
@@ -260,5 +262,14 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
         assert.ok(execLines.slice(0, -2).every((l) => /^\[webhook-replay-dlq\] progress processed=\d+ replayed=\d+ enqueued=\d+ skipped=\d+ failed=0$/.test(l)));
       });
     });
+  });
+});
+
+describe('--event-ids lists (read as a worker reads them)', () => {
+  it('a line names its id as written and trimmed: ids a backfill kept with spaces can be replayed, editors\' blanks do no harm', async () => {
+    const path = join(tmp, `ids-${randomUUID()}.txt`);
+    writeFileSync(path, '\uFEFFevt_a\r\nevt_b  \n\n  \n ws_id \nevt_a\n');
+    const ids = await loadEventIds({ status: 'dead_letter', eventTypes: [], eventIdsPath: path }, inputRootsFromEnvironment());
+    assert.deepEqual(ids, ['evt_a', 'evt_b', 'evt_b  ', 'ws_id', ' ws_id ']);
   });
 });

@@ -10,7 +10,9 @@ export const MAX_EVENT_IDS_FILE_BYTES = 64 * 1024 * 1024;
 
 /**
  * The --event-ids file is read by the worker, like a backfill file: only below the input roots, only a
- * regular file, checked on the opened handle. Blank lines are ignored.
+ * regular file, checked on the opened handle. Blank lines are ignored. A line names its id with and without the
+ * whitespace around it: editors leave trailing blanks, while a backfill keeps ids exactly as the file had them
+ * (" evt_1 " is an id of its own), so trimming alone made such an event impossible to replay by id.
  */
 export async function loadEventIds(filter: ReplayFilter, roots: readonly string[]): Promise<string[] | null> {
   if (!filter.eventIdsPath) return null;
@@ -30,12 +32,15 @@ export async function loadEventIds(filter: ReplayFilter, roots: readonly string[
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return buffer
-      .subarray(0, filled)
-      .toString('utf8')
-      .split(/\r?\n/)
-      .map((line) => line.trim())
-      .filter((line) => line.length > 0);
+    const ids = new Set<string>();
+    for (const [n, raw] of buffer.subarray(0, filled).toString('utf8').split(/\r?\n/).entries()) {
+      const line = n === 0 ? raw.replace(/^\uFEFF/, '') : raw;
+      const trimmed = line.trim();
+      if (trimmed.length === 0) continue;
+      ids.add(trimmed);
+      if (line !== trimmed) ids.add(line);
+    }
+    return [...ids];
   } finally {
     await handle.close();
   }
