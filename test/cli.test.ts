@@ -24,6 +24,11 @@ describe('gotong-worker CLI', function () {
       ['--batch-size too large', ['webhook-backfill', '--file', edgeCases, '--batch-size', '999999'], /--batch-size must be at most 50000/],
       ['an unknown flag', ['webhook-backfill', '--file', edgeCases, '--bogus'], /unknown option '--bogus'/],
       ['an unknown command', ['webhook-backfil'], /unknown command 'webhook-backfil'/],
+      ['--file twice', ['webhook-backfill', '--file', edgeCases, '--file', edgeCases, '--dry-run'], /^error: --file given twice \('.*edge-cases\.ndjson' and '.*edge-cases\.ndjson'\); pass it once/],
+      ['--status twice', ['webhook-replay-dlq', '--status', 'pending', '--status=dead_letter'], /^error: --status given twice \('pending' and 'dead_letter'\); pass it once/],
+      ['--limit twice', ['failed-lines', 'webhook-backfill/x/execute', '--limit', '5', '--limit', '7'], /^error: --limit given twice \('5' and '7'\); pass it once/],
+      ['--approval twice', ['webhook-runbook', '--file', edgeCases, '--approval', 'manual', '--approval', 'auto'], /^error: --approval given twice/],
+      ['--shards twice', ['delivery', 'configure', '--shards', '2', '--shards', '3'], /^error: --shards given twice/],
       ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1/],
     ];
     for (const [what, args, message] of cases) {
@@ -36,6 +41,18 @@ describe('gotong-worker CLI', function () {
         assert.doesNotMatch(result.stderr, /cannot reach|\n\s+at /, 'failed before connecting, without a stack');
       });
     }
+
+    it('flags meant to repeat still take every value', async () => {
+      // Past parsing, these commands go on to reach Temporal: the unreachable one says they were accepted.
+      for (const args of [
+        ['list', '--kind', 'backfill', '--kind', 'replay', '--state', 'running', '--state', 'failed'],
+        ['webhook-replay-dlq', '--event-type', 'a', '--event-type', 'b', '--dry-run'],
+      ]) {
+        const result = await runCli(args, NOWHERE);
+        assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
+        assert.match(result.stderr, /cannot reach Temporal at 127\.0\.0\.1:1/);
+      }
+    });
   });
 
   it('--help tells the truth about the flags and exits 0', async () => {

@@ -20,6 +20,7 @@ import { runList, type ListCommandOptions } from './list';
 import { runOutboxShow, runOutboxStats } from './outbox';
 import { runStatus } from './status';
 import { MAX_SHARDS } from '../shared/delivery';
+import { printable } from './text';
 import { redactedCommand, runbookMetadata } from '../shared/run-metadata';
 
 function positiveInt(flag: string) {
@@ -78,7 +79,36 @@ function commandTerm(cmd: Command): string {
   return [cmd.name(), ...args].join(' ');
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** Options meant to be given more than once; every other option that takes a value may be given once. */
+const REPEATABLE = new WeakSet<Option>();
+
+function repeatable(flags: string, description: string, defaultDescription?: string): Option {
+  const option = new Option(flags, description).argParser((value: string, previous: string[]) => [...previous, value]).default([], defaultDescription);
+  REPEATABLE.add(option);
+  return option;
+}
+
+/**
+ * Commander keeps the last value of an option given twice, so `--file a --file b` would quietly run on b: for
+ * every command, an option that takes one value and is given twice stops the command before it starts.
+ */
+function refuseRepeatedOptions(cmd: Command): void {
+  for (const option of cmd.options) {
+    if (REPEATABLE.has(option) || !(option.required || option.optional)) continue;
+    let first: string | undefined;
+    let seen = false;
+    // Emitted once per occurrence on the command line, whatever its form (--limit 5, --limit=5).
+    cmd.on(`option:${option.name()}`, (value: string | null) => {
+      if (seen) {
+        const values = [first, value].map((v) => (v == null ? '(no value)' : `'${printable(v)}'`)).join(' and ');
+        throw new UsageError(`${option.long ?? option.flags} given twice (${values}); pass it once`);
+      }
+      seen = true;
+      first = value ?? undefined;
+    });
+  }
+  for (const sub of cmd.commands) refuseRepeatedOptions(sub);
+}
 
 export function buildProgram(out: Output): Command {
   const program = new Command('gotong-worker')
@@ -153,7 +183,7 @@ export function buildProgram(out: Output): Command {
     .option('--limit <n>', 'reset at most N rows', positiveInt('--limit'), 500)
     .option('--dry-run', 'report what would be reset without writing anything', false)
     .option('--progress-every <n>', 'print a progress line every N processed rows', positiveInt('--progress-every'), 100)
-    .option('--event-type <type>', 'only this event type (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .addOption(repeatable('--event-type <type>', 'only this event type (repeatable)'))
     .option('--since <iso>', 'only rows last changed at or after this time')
     .option('--until <iso>', 'only rows last changed before this time')
     .option('--status-code <code>', 'only rows whose last delivery got this status code (503) or class (5xx)')
@@ -291,18 +321,13 @@ export function buildProgram(out: Output): Command {
         "their state and counters, from Temporal's visibility store (WorkflowType, WorkflowId, ExecutionStatus). " +
         "A long run's earlier continue-as-new segments are left out unless --state continued_as_new asks for them.",
     )
+    .addOption(repeatable('--kind <kind>', 'backfill, replay, runbook or dispatcher (repeatable, or comma-separated)', 'every kind'))
     .addOption(
-      new Option('--kind <kind>', 'backfill, replay, runbook or dispatcher (repeatable, or comma-separated)')
-        .argParser(collect)
-        .default([], 'every kind'),
-    )
-    .addOption(
-      new Option(
+      repeatable(
         '--state <state>',
         'running, completed, failed, canceled, terminated, timed_out or continued_as_new (repeatable, or comma-separated)',
-      )
-        .argParser(collect)
-        .default([], 'every state but continued_as_new'),
+        'every state but continued_as_new',
+      ),
     )
     .option('--id-prefix <text>', 'only workflow ids that start with this, e.g. webhook-backfill/events.ndjson')
     .option('--file <name>', 'only runs on this file, by name (search attribute GotongSourceFile)')
@@ -448,6 +473,7 @@ export function buildProgram(out: Output): Command {
       await runDemo(config(), opts, out);
     });
 
+  refuseRepeatedOptions(program);
   return program;
 }
 
