@@ -23,7 +23,13 @@ describe('gotong-worker CLI', function () {
       ['--batch-size 1.5', ['webhook-backfill', '--file', edgeCases, '--batch-size', '1.5'], /--batch-size must be a whole number >= 1/],
       ['--batch-size too large', ['webhook-backfill', '--file', edgeCases, '--batch-size', '999999'], /--batch-size must be at most 50000/],
       ['an unknown flag', ['webhook-backfill', '--file', edgeCases, '--bogus'], /unknown option '--bogus'/],
-      ['an unknown command', ['webhook-backfil'], /unknown command 'webhook-backfil'/],
+      [
+        'a misspelt flag',
+        ['webhook-backfill', '--file', edgeCases, '--dryrun'],
+        /^error: unknown option '--dryrun' \(did you mean --dry-run\?\); see 'gotong-worker webhook-backfill --help'\n$/,
+      ],
+      ['an unknown command', ['webhook-backfil'], /^error: unknown command 'webhook-backfil' \(did you mean webhook-backfill\?\); see 'gotong-worker --help'\n$/],
+      ['an extra argument', ['failed-lines', 'a', 'b'], /^error: too many arguments for 'failed-lines'.*; see 'gotong-worker failed-lines --help'\n$/],
       ['--file twice', ['webhook-backfill', '--file', edgeCases, '--file', edgeCases, '--dry-run'], /^error: --file given twice \('.*edge-cases\.ndjson' and '.*edge-cases\.ndjson'\); pass it once/],
       ['--status twice', ['webhook-replay-dlq', '--status', 'pending', '--status=dead_letter'], /^error: --status given twice \('pending' and 'dead_letter'\); pass it once/],
       ['--limit twice', ['failed-lines', 'webhook-backfill/x/execute', '--limit', '5', '--limit', '7'], /^error: --limit given twice \('5' and '7'\); pass it once/],
@@ -37,6 +43,7 @@ describe('gotong-worker CLI', function () {
         const result = await runCli(args, { ...NOWHERE, ...extra });
         assert.equal(result.code, 2, result.stderr);
         assert.match(result.stderr, message);
+        assert.equal(result.stderr.trimEnd().split('\n').length, 1, `one line: ${result.stderr}`);
         assert.equal(result.stdout, '');
         assert.doesNotMatch(result.stderr, /cannot reach|\n\s+at /, 'failed before connecting, without a stack');
       });

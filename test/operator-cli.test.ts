@@ -25,13 +25,13 @@ describe('operator commands: status, list, outbox (through the real executable)'
 
   describe('usage errors: exit 2, one line naming the fix, nothing started', () => {
     const cases: Array<[string, string[], RegExp]> = [
-      ['status without an id', ['status'], /missing required argument 'workflow-id'/],
+      ['status without an id', ['status'], /^error: missing required argument 'workflow-id'; see 'gotong-worker status --help'$/],
       ['status with an unknown flag', ['status', 'x', '--bogus'], /unknown option '--bogus'/],
       ['list with an unknown kind', ['list', '--kind', 'backfil'], /--kind backfil: use backfill, replay, runbook, dispatcher/],
       ['list with an unknown state', ['list', '--state', 'done'], /--state done: use running, completed, failed, canceled/],
       ['list with a quote in --id-prefix', ['list', '--id-prefix', "x' OR 'a'='a"], /--id-prefix must not contain quotes/],
       ['list --limit 0', ['list', '--limit', '0'], /--limit must be a whole number >= 1/],
-      ['outbox with an unknown action', ['outbox', 'purge'], /unknown command 'purge'/],
+      ['outbox with an unknown action', ['outbox', 'purge'], /^error: unknown command 'purge'; see 'gotong-worker outbox --help'$/],
       ['outbox show without an id', ['outbox', 'show'], /missing required argument 'event-id'/],
       ['outbox show with an unknown flag', ['outbox', 'show', 'evt_1', '--paylod'], /unknown option '--paylod'/],
       ['outbox stats --top abc', ['outbox', 'stats', '--top', 'abc'], /--top must be a whole number >= 1/],
@@ -44,7 +44,9 @@ describe('operator commands: status, list, outbox (through the real executable)'
         const result = await runCli(args, { ...NOWHERE, ...extra });
         assert.equal(result.code, 2, result.stderr);
         assert.equal(result.stdout, '');
-        assert.match(result.stderr.split('\n')[0]!, message);
+        const lines = result.stderr.trimEnd().split('\n');
+        assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+        assert.match(lines[0]!, message);
         assert.doesNotMatch(result.stderr, /cannot reach|\n\s+at /, 'failed before connecting, without a stack');
       });
     }

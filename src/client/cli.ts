@@ -110,10 +110,28 @@ function refuseRepeatedOptions(cmd: Command): void {
   for (const sub of cmd.commands) refuseRepeatedOptions(sub);
 }
 
+/**
+ * Commander's own errors (unknown option or command, missing or excess argument) come as up to three lines: the
+ * error, a suggestion, a pointer to --help. Usage errors are one line naming the fix, so each command folds them
+ * into one and points at its own help.
+ */
+function oneLineErrors(cmd: Command): void {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) path.unshift(c.name());
+  cmd.configureOutput({
+    outputError: (str, write) => {
+      const [head = '', ...rest] = str.trim().split('\n');
+      const suggestions = rest.map((line) => /^\((Did you mean .*)\)$/.exec(line.trim())?.[1]).filter((m) => m !== undefined);
+      const hint = suggestions.map((m) => ` (${m.charAt(0).toLowerCase()}${m.slice(1)})`).join('');
+      write(`${head.replace(/\.$/, '')}${hint}; see '${path.join(' ')} --help'\n`);
+    },
+  });
+  for (const sub of cmd.commands) oneLineErrors(sub);
+}
+
 export function buildProgram(out: Output): Command {
   const program = new Command('gotong-worker')
     .description('Webhook backfill, delivery and dead-letter replay as durable Temporal runs.')
-    .showHelpAfterError('(add --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.log(s.trimEnd()), writeErr: (s) => out.err(s.trimEnd()) })
     .configureHelp({ subcommandTerm: commandTerm });
@@ -474,6 +492,7 @@ export function buildProgram(out: Output): Command {
     });
 
   refuseRepeatedOptions(program);
+  oneLineErrors(program);
   return program;
 }
 
