@@ -35,6 +35,11 @@ describe('gotong-worker CLI', function () {
       ['--limit twice', ['failed-lines', 'webhook-backfill/x/execute', '--limit', '5', '--limit', '7'], /^error: --limit given twice \('5' and '7'\); pass it once/],
       ['--approval twice', ['webhook-runbook', '--file', edgeCases, '--approval', 'manual', '--approval', 'auto'], /^error: --approval given twice/],
       ['--shards twice', ['delivery', 'configure', '--shards', '2', '--shards', '3'], /^error: --shards given twice/],
+      [
+        "failed-lines on a runbook's id",
+        ['failed-lines', 'webhook-runbook/events.ndjson-0123456789'],
+        /^error: webhook-runbook\/events\.ndjson-0123456789 is a runbook; .*failed-lines 'webhook-runbook\/events\.ndjson-0123456789\/step-1-backfill-dry-run' \(step 1\) or '.*\/step-2-backfill-execute' \(step 2\)/,
+      ],
       ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1/],
     ];
     for (const [what, args, message] of cases) {
@@ -164,9 +169,41 @@ describe('gotong-worker CLI', function () {
         assert.deepEqual(rows.map((r) => r.line), [24, 25, 26, 27, 28, 29, 30]);
         const text = await runCli(['failed-lines', workflow_id]);
         assert.match(text.stdout, /^line 24 \(byte \d+\): invalid JSON/m);
+
+        const bogusKey = await runCli(['failed-lines', workflow_id, '--run-key', `${workflow_id}@no-such-run`]);
+        assert.equal(bogusKey.code, 1, bogusKey.stderr);
+        assert.equal(bogusKey.stdout, '');
+        assert.equal(bogusKey.stderr.trimEnd().split('\n').length, 1, bogusKey.stderr);
+        assert.match(bogusKey.stderr, /^\[failed-lines\] no backfill run with run key '.*@no-such-run' has recorded a batch/);
       });
       const attempts = await h.pool.query<{ max_attempts: number }>('SELECT DISTINCT max_attempts FROM webhook_outbox');
       assert.deepEqual(attempts.rows, [{ max_attempts: 3 }]);
+    });
+
+    it('failed-lines: "none" only for a run that exists; an unknown id is exit 1', async () => {
+      const unknown = await runCli(['failed-lines', 'no-such-id']);
+      assert.equal(unknown.code, 1, unknown.stderr);
+      assert.equal(unknown.stdout, '');
+      assert.equal(unknown.stderr.trimEnd().split('\n').length, 1, unknown.stderr);
+      assert.match(unknown.stderr, /^\[failed-lines\] no run with workflow id 'no-such-id' in namespace \S+ and no failed lines recorded for it/);
+
+      const taskQueue = uniqueTaskQueue('cli');
+      const file = generatedFile(`clean-${randomUUID()}`, { valid: 30 });
+      await withWorker(taskQueue, async () => {
+        const result = await runCli(['webhook-backfill', '--file', file.path, '--dry-run', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(result.code, 0, result.stderr);
+        const { workflow_id } = JSON.parse(result.stdout.trimEnd().split('\n').at(-1)!) as { workflow_id: string };
+
+        const none = await runCli(['failed-lines', workflow_id]);
+        assert.equal(none.code, 0, none.stderr);
+        assert.equal(none.stdout, '');
+        assert.match(none.stderr, /^\[failed-lines\] none: no run of .* has recorded a failed line\n$/);
+
+        const [{ run_key }] = (await h.pool.query<{ run_key: string }>('SELECT DISTINCT run_key FROM batch_ledger')).rows as [{ run_key: string }];
+        const byKey = await runCli(['failed-lines', workflow_id, '--run-key', run_key]);
+        assert.equal(byKey.code, 0, byKey.stderr);
+        assert.match(byKey.stderr, /^\[failed-lines\] none: run .* recorded no failed lines\n$/);
+      });
     });
 
     it('starting the same backfill while it runs attaches to the running run instead of starting another', async () => {

@@ -3,7 +3,6 @@ import type { NativeConnection as WorkerConnection } from '@temporalio/worker';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
 import { ensureDatabase, migrate, pendingMigrations } from '../db/migrate';
-import { listFailedLines } from '../db/queries';
 import { findOrBuildTemporalCli, isPortOpen, startDevServer } from '../dev/temporal-cli';
 import { checkSearchAttributes } from '../search-attributes';
 import { explainTemporalError, installWorkerRuntime, temporalTarget } from '../temporal';
@@ -13,7 +12,6 @@ import { startOutboxGauges } from '../metrics/outbox';
 import type { WorkerObservability } from '../metrics/settings';
 import { Client, Connection } from '@temporalio/client';
 import { AlreadyReported, RunError, type Output } from './errors';
-import { printable } from './text';
 import { resolveDispatcherOptions } from '../shared/delivery';
 
 export async function runMigrate(config: AppConfig, out: Output): Promise<void> {
@@ -28,43 +26,6 @@ export async function runMigrate(config: AppConfig, out: Output): Promise<void> 
     out.log(applied.length ? `[migrate] applied ${applied.join(', ')}` : '[migrate] schema is up to date');
   } catch (err) {
     throw new RunError(`[migrate] ${explainDatabaseError(err, config.databaseUrl)}`);
-  } finally {
-    await pool.end();
-  }
-}
-
-export async function runFailedLines(
-  config: AppConfig,
-  opts: { workflowId: string; runKey?: string; limit: number; json: boolean },
-  out: Output,
-): Promise<void> {
-  const pool = createPool(config.databaseUrl, 1);
-  try {
-    const rows = await listFailedLines(pool, { workflowId: opts.workflowId, runKey: opts.runKey }, opts.limit).catch(
-      (err: unknown) => {
-        throw new RunError(`[failed-lines] ${explainDatabaseError(err, config.databaseUrl)}`);
-      },
-    );
-    if (rows.length === 0) {
-      out.err(`[failed-lines] no failed lines recorded for ${opts.runKey ?? opts.workflowId}`);
-      return;
-    }
-    for (const row of rows) {
-      if (opts.json) {
-        out.log(
-          JSON.stringify({
-            run_key: row.run_key,
-            line: Number(row.line_number),
-            byte_offset: Number(row.byte_offset),
-            reason: row.reason,
-            excerpt: row.excerpt,
-          }),
-        );
-      } else {
-        // Reasons and excerpts quote the file: a hostile line must not drive the operator's terminal.
-        out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${printable(row.reason)}\n    ${printable(row.excerpt)}`);
-      }
-    }
   } finally {
     await pool.end();
   }

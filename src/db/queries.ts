@@ -204,6 +204,15 @@ export async function listFailedLines(
   return result.rows;
 }
 
+/** Whether a backfill run with this run key has committed a batch: its ledger rows (offset:N, shared/batch-keys) are kept for good. */
+export async function backfillRunRecorded(pool: Pool, runKey: string): Promise<boolean> {
+  const result = await pool.query<{ recorded: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM batch_ledger WHERE run_key = $1 AND batch_key LIKE 'offset:%') AS recorded`,
+    [runKey],
+  );
+  return result.rows[0]!.recorded;
+}
+
 // ---- delivery ----
 
 export interface ClaimedEvent {
