@@ -169,6 +169,18 @@ describe('gotong-worker CLI', function () {
         assert.deepEqual(rows.map((r) => r.line), [24, 25, 26, 27, 28, 29, 30]);
         const text = await runCli(['failed-lines', workflow_id]);
         assert.match(text.stdout, /^line 24 \(byte \d+\): invalid JSON/m);
+        assert.doesNotMatch(text.stdout, /more \(raise --limit\)/, 'nothing left out, nothing said');
+
+        // Cut at --limit: the last line says how many were left out; --json has the total in every row.
+        const cut = await runCli(['failed-lines', workflow_id, '--limit', '2']);
+        assert.equal(cut.code, 0, cut.stderr);
+        const cutLines = cut.stdout.trimEnd().split('\n');
+        assert.equal(cutLines.filter((l) => l.startsWith('line ')).length, 2);
+        assert.equal(cutLines.at(-1), '... and 5 more (raise --limit)');
+        const cutJson = await runCli(['failed-lines', workflow_id, '--limit', '2', '--json']);
+        const cutRows = cutJson.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; total: number });
+        assert.deepEqual(cutRows.map((r) => [r.line, r.total]), [[24, 7], [25, 7]]);
+        assert.match(cutJson.stderr, /\.\.\. and 5 more \(raise --limit\)/);
 
         const bogusKey = await runCli(['failed-lines', workflow_id, '--run-key', `${workflow_id}@no-such-run`]);
         assert.equal(bogusKey.code, 1, bogusKey.stderr);

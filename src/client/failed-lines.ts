@@ -51,6 +51,7 @@ export async function runFailedLines(config: AppConfig, opts: FailedLinesOptions
       out.err(`[failed-lines] ${await noLinesRecorded(opts.workflowId)}`);
       return;
     }
+    const total = Number(rows[0]!.total);
     for (const row of rows) {
       if (opts.json) {
         out.log(
@@ -60,12 +61,19 @@ export async function runFailedLines(config: AppConfig, opts: FailedLinesOptions
             byte_offset: Number(row.byte_offset),
             reason: row.reason,
             excerpt: row.excerpt,
+            total,
           }),
         );
       } else {
         // Reasons and excerpts quote the file: a hostile line must not drive the operator's terminal.
         out.log(`line ${row.line_number} (byte ${row.byte_offset}): ${printable(row.reason)}\n    ${printable(row.excerpt)}`);
       }
+    }
+    if (total > rows.length) {
+      const more = `... and ${total - rows.length} more (raise --limit)`;
+      // --json keeps stdout one failed line per line; the total is in each of them.
+      if (opts.json) out.err(`[failed-lines] ${more}`);
+      else out.log(more);
     }
   } finally {
     await pool.end();

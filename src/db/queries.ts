@@ -186,18 +186,21 @@ export interface FailedLineRow {
   recorded_at: Date;
 }
 
-/** Failed lines of the newest run recorded under a workflow id (or of one run key), in file order. */
+/**
+ * Failed lines of the newest run recorded under a workflow id (or of one run key), in file order, each with how
+ * many that run recorded in all: counted in the same scan, so a listing cut at `limit` can say what it left out.
+ */
 export async function listFailedLines(
   pool: Pool,
   ref: { workflowId?: string; runKey?: string },
   limit: number,
-): Promise<FailedLineRow[]> {
-  const result = await pool.query<FailedLineRow>(
+): Promise<Array<FailedLineRow & { total: string }>> {
+  const result = await pool.query<FailedLineRow & { total: string }>(
     `WITH chosen AS (
        SELECT run_key FROM backfill_failed_lines
         WHERE ($1::text IS NOT NULL AND run_key = $1) OR ($1::text IS NULL AND workflow_id = $2)
         ORDER BY recorded_at DESC LIMIT 1)
-     SELECT f.* FROM backfill_failed_lines f JOIN chosen USING (run_key)
+     SELECT f.*, count(*) OVER () AS total FROM backfill_failed_lines f JOIN chosen USING (run_key)
       ORDER BY f.line_number LIMIT $3`,
     [ref.runKey ?? null, ref.workflowId ?? null, limit],
   );
