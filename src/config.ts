@@ -3,18 +3,21 @@ import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
 import { parseSigningSecret, SigningSecretError } from './delivery/signing';
 import { DISPATCHER_SETTINGS, type DispatcherOptions, resolveDispatcherOptions, settingProblems } from './shared/delivery';
 import { parseInputRoots } from './input-files';
+import { INPUT_LIMITS } from './shared/input-checks';
 import { maskConnectionString } from './db/conninfo';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
 export const DEFAULT_TASK_QUEUE = 'gotong-webhooks';
 
-const positiveInt = (name: string) =>
-  z
+const positiveInt = (name: string, max?: number) => {
+  const wanted = max === undefined ? `${name} must be a whole number >= 1` : `${name} must be a whole number between 1 and ${max}`;
+  return z
     .string()
-    .regex(/^\d+$/, `${name} must be a whole number >= 1`)
+    .regex(/^\d+$/, wanted)
     .transform(Number)
-    .refine((n) => Number.isSafeInteger(n) && n >= 1, `${name} must be a whole number >= 1`);
+    .refine((n) => Number.isSafeInteger(n) && n >= 1 && (max === undefined || n <= max), wanted);
+};
 
 /** Checks a text setting with `parse`, whose error message follows the variable's name; the value is never echoed. */
 const checked = (name: string, parse: (value: string) => unknown, errorType: new (...args: never[]) => Error) =>
@@ -33,7 +36,7 @@ const envSchema = z.object({
     .default(DEFAULT_DATABASE_URL)
     .refine((url) => /^postgres(ql)?:\/\//.test(url), 'DATABASE_URL must start with postgres:// or postgresql://'),
   GOTONG_TASK_QUEUE: z.string().min(1, 'GOTONG_TASK_QUEUE must not be empty').default(DEFAULT_TASK_QUEUE),
-  WEBHOOK_MAX_ATTEMPTS: positiveInt('WEBHOOK_MAX_ATTEMPTS').default(5),
+  WEBHOOK_MAX_ATTEMPTS: positiveInt('WEBHOOK_MAX_ATTEMPTS', INPUT_LIMITS.maxMaxAttempts).default(5),
   WEBHOOK_URL: checked('WEBHOOK_URL', parseWebhookUrl, WebhookUrlError).optional(),
   WEBHOOK_SECRET: checked('WEBHOOK_SECRET', parseSigningSecret, SigningSecretError).optional(),
   WEBHOOK_PREVIOUS_SECRET: checked('WEBHOOK_PREVIOUS_SECRET', parseSigningSecret, SigningSecretError).optional(),

@@ -19,7 +19,9 @@ describe('gotong-worker CLI', function () {
       ['a file that does not exist', ['webhook-backfill', '--file', 'no/such/file.ndjson'], /no such file; pass the path of an NDJSON file/],
       ['a directory', ['webhook-backfill', '--file', FIXTURES], /not a regular file/],
       ['--progress-every 0', ['webhook-backfill', '--file', edgeCases, '--progress-every', '0'], /--progress-every must be a whole number >= 1/],
-      ['--max-attempts abc', ['webhook-backfill', '--file', edgeCases, '--max-attempts', 'abc'], /--max-attempts must be a whole number >= 1/],
+      ['--max-attempts abc', ['webhook-backfill', '--file', edgeCases, '--max-attempts', 'abc'], /--max-attempts must be a whole number between 1 and 1000/],
+      // Past the bound the message gives the real range, not ">= 1" (which a huge number satisfies).
+      ['--max-attempts too large', ['webhook-backfill', '--file', edgeCases, '--max-attempts', '9007199254740993'], /--max-attempts must be a whole number between 1 and 1000/],
       ['--batch-size 1.5', ['webhook-backfill', '--file', edgeCases, '--batch-size', '1.5'], /--batch-size must be a whole number >= 1/],
       ['--batch-size too large', ['webhook-backfill', '--file', edgeCases, '--batch-size', '999999'], /--batch-size must be at most 50000/],
       ['an unknown flag', ['webhook-backfill', '--file', edgeCases, '--bogus'], /unknown option '--bogus'/],
@@ -40,11 +42,18 @@ describe('gotong-worker CLI', function () {
         ['failed-lines', 'webhook-runbook/events.ndjson-0123456789'],
         /^error: webhook-runbook\/events\.ndjson-0123456789 is a runbook; .*failed-lines 'webhook-runbook\/events\.ndjson-0123456789\/step-1-backfill-dry-run' \(step 1\) or '.*\/step-2-backfill-execute' \(step 2\)/,
       ],
-      ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1/],
+      ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number between 1 and 1000/],
+      // Named as the setting it came from, not as a flag the operator never typed.
+      ['a WEBHOOK_MAX_ATTEMPTS over the bound', ['webhook-backfill', '--file', edgeCases], /^error: WEBHOOK_MAX_ATTEMPTS must be a whole number between 1 and 1000/],
+      ['approve --step 2 (no gate follows step 2)', ['approve', 'webhook-runbook/x', '--step', '2'], /--step must be 1 or 4 \(the gates follow steps 1 and 4\), not 2/],
     ];
+    const settingsOf: Record<string, Record<string, string>> = {
+      'a bad WEBHOOK_MAX_ATTEMPTS': { WEBHOOK_MAX_ATTEMPTS: '0' },
+      'a WEBHOOK_MAX_ATTEMPTS over the bound': { WEBHOOK_MAX_ATTEMPTS: '2000' },
+    };
     for (const [what, args, message] of cases) {
       it(what, async () => {
-        const extra: Record<string, string> = what.includes('WEBHOOK_MAX_ATTEMPTS') ? { WEBHOOK_MAX_ATTEMPTS: '0' } : {};
+        const extra = settingsOf[what] ?? {};
         const result = await runCli(args, { ...NOWHERE, ...extra });
         assert.equal(result.code, 2, result.stderr);
         assert.match(result.stderr, message);

@@ -409,7 +409,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     it('approve --step that is not a step number', async () => {
       const result = await runCli(['approve', 'webhook-runbook/x', '--step', 'first'], NOWHERE);
       assert.equal(result.code, 2, result.stderr);
-      assert.match(result.stderr, /--step must be a whole number >= 1/);
+      assert.match(result.stderr, /--step must be 1 or 4 \(the gates follow steps 1 and 4\), not first/);
       assert.equal(result.stdout, '');
     });
     it('webhook-runbook without --file, or with a missing file', async () => {

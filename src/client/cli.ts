@@ -21,16 +21,24 @@ import { runList, type ListCommandOptions } from './list';
 import { runOutboxShow, runOutboxStats } from './outbox';
 import { runStatus } from './status';
 import { MAX_SHARDS } from '../shared/delivery';
+import { INPUT_LIMITS } from '../shared/input-checks';
 import { printable } from './text';
 import { redactedCommand, runbookMetadata } from '../shared/run-metadata';
 
-function positiveInt(flag: string) {
+function positiveInt(flag: string, max?: number) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value)) || Number(value) < 1) {
-      throw new InvalidArgumentError(`${flag} must be a whole number >= 1.`);
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1 || (max !== undefined && n > max)) {
+      throw new InvalidArgumentError(max === undefined ? `${flag} must be a whole number >= 1.` : `${flag} must be a whole number between 1 and ${max}.`);
     }
-    return Number(value);
+    return n;
   };
+}
+
+/** The gates follow steps 1 and 4; any other number names no gate, a usage error rather than the run's refusal. */
+function gateStep(value: string): number {
+  if (!/^\s*[14]\s*$/.test(value)) throw new InvalidArgumentError(`--step must be 1 or 4 (the gates follow steps 1 and 4), not ${printable(value)}.`);
+  return Number(value.trim());
 }
 
 function nonNegativeInt(flag: string) {
@@ -149,8 +157,8 @@ export function buildProgram(out: Output): Command {
     .option('--progress-every <n>', 'print a progress line every N processed lines', positiveInt('--progress-every'), 100)
     .option(
       '--max-attempts <n>',
-      'delivery attempts for each new event (default: WEBHOOK_MAX_ATTEMPTS, else 5)',
-      positiveInt('--max-attempts'),
+      `delivery attempts for each new event, 1 to ${INPUT_LIMITS.maxMaxAttempts} (default: WEBHOOK_MAX_ATTEMPTS, else 5)`,
+      positiveInt('--max-attempts', INPUT_LIMITS.maxMaxAttempts),
     )
     .option(
       '--batch-size <n>',
@@ -246,7 +254,7 @@ export function buildProgram(out: Output): Command {
     .option('--confirm-timeout <d>', 'step 6 fails after this long (90s, 30m, 2h)', '30m')
     .option('--poll-interval <d>', 'how often steps 3 and 6 look at the outbox', '5s')
     .option('--progress-every <n>', "print the running child's progress every N processed items", positiveInt('--progress-every'), 1000)
-    .option('--max-attempts <n>', 'delivery attempts for each new event (default: WEBHOOK_MAX_ATTEMPTS, else 5)', positiveInt('--max-attempts'))
+    .option('--max-attempts <n>', `delivery attempts for each new event, 1 to ${INPUT_LIMITS.maxMaxAttempts} (default: WEBHOOK_MAX_ATTEMPTS, else 5)`, positiveInt('--max-attempts', INPUT_LIMITS.maxMaxAttempts))
     .option('--batch-size <n>', `backfill lines per batch activity (at most ${BACKFILL_LIMITS.maxBatchSize})`, positiveInt('--batch-size'), BACKFILL_LIMITS.defaultBatchSize)
     .option('--json', 'also print the final report as one JSON object on the last line', false)
     .option('--detach', 'start (or attach), print the workflow id and how to watch, cancel or approve it, and exit', false)
@@ -299,7 +307,7 @@ export function buildProgram(out: Output): Command {
           ' the first decision at a gate wins. Exit code 1 when refused.',
       )
       .argument('<workflow-id>', 'the runbook\'s workflow id, as webhook-runbook printed it')
-      .option('--step <n>', 'the gate meant, by the step it follows (1 or 4); refused if the run waits at another', positiveInt('--step'))
+      .option('--step <n>', 'the gate meant, by the step it follows (1 or 4); refused if the run waits at another', gateStep)
       .option('--reason <text>', 'recorded in the run with the decision')
       .action(async (workflowId: string, opts: { step?: number; reason?: string }) => {
         await runGateDecision(decision, workflowId, opts, out);
