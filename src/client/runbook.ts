@@ -26,6 +26,7 @@ import {
 } from '../shared/runbook';
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { Detached, RunError, UsageError, type Output } from './errors';
+import { failureReason } from './run-ending';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
 import { connectClient, detach, type FollowFrom, interruption, printChildProgress, startOrAttachRun } from './watch';
@@ -439,8 +440,7 @@ export async function followRunbook(
     }
     const stopped = stoppedReport(err);
     if (!stopped) {
-      const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
-      throw new RunError(`${LABEL} ${workflowId} did not finish: ${cause}`);
+      throw new RunError(`${LABEL} ${workflowId} did not finish: ${failureReason(err)}`);
     }
     report = stopped;
   } finally {

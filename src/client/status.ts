@@ -11,6 +11,7 @@ import type { ReplayProgress, ReplaySummary } from '../shared/replay';
 import { RUNBOOK_STEPS, type RunbookProgress, type RunbookReport } from '../shared/runbook';
 import { formatCounters } from './backfill';
 import { RunError, type Output } from './errors';
+import { failureReason } from './run-ending';
 import { jsonLine, snakeKeys } from './json';
 import { formatReplayCounters } from './replay';
 import { formatStepLine } from './runbook';
@@ -136,7 +137,7 @@ async function closedOutcome(client: Client, info: RunInfo): Promise<{ result: R
     if (cause instanceof ApplicationFailure && cause.type === 'RunbookStopped' && cause.details?.[0]) {
       return { result: cause.details[0] as RunbookReport, failure: cause.message };
     }
-    return { result: null, failure: cause?.message || err.message };
+    return { result: null, failure: failureReason(err) };
   }
 }
 

@@ -1,4 +1,4 @@
-import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { BackfillCounters } from '../shared/backfill';
 import { PROGRESS_LIMITS, type ProgressQueryArgs } from '../shared/progress';
 import type { ReplayCounters } from '../shared/replay';
@@ -6,6 +6,8 @@ import { explainTemporalError, temporalTarget, type TemporalTarget } from '../te
 import { formatCounters, formatReplayCounters } from './counters';
 import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
+import { failureReason } from './run-ending';
+import { printable } from './text';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
 import { type OptionFlags, optionsKeptByRun, runningInput } from './attach';
@@ -353,10 +355,8 @@ export async function followRun<Counters extends { processed: number }, Progress
   }
   if (outcome.kind === 'failed') {
     bar?.stop();
-    const err = outcome.err;
-    const cause = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
     const counters = follower.latest ? ` ${view.formatCounters(follower.latest)}` : '';
-    throw new RunError(`[${view.label}] ${workflowId} did not finish: ${cause}${counters}`);
+    throw new RunError(`[${view.label}] ${workflowId} did not finish: ${printable(failureReason(outcome.err))}${counters}`);
   }
   bar?.finish(view.finalBarPosition(outcome.summary, follower.latest));
   return outcome.summary;

@@ -1,0 +1,28 @@
+/** Failures nest (a cause of a cause); a bound keeps a malformed chain from looping. */
+const MAX_CAUSE_DEPTH = 20;
+
+function causeOf(err: unknown): unknown {
+  return err !== null && typeof err === 'object' ? (err as { cause?: unknown }).cause : undefined;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message.trim();
+  return typeof err === 'string' ? err.trim() : '';
+}
+
+/** The error and its causes, outermost first. */
+function causeChain(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < MAX_CAUSE_DEPTH; e = causeOf(e)) chain.push(e);
+  return chain;
+}
+
+/**
+ * Why a run failed, in the words of whatever failed first. Temporal wraps that message ("Workflow execution
+ * failed" around "Activity task failed" around the activity's own error), so the innermost message is the one
+ * that names the cause and its fix. Messages only: a failure's details may carry payloads.
+ */
+export function failureReason(err: unknown): string {
+  const messages = causeChain(err).map(messageOf).filter(Boolean);
+  return messages.at(-1) ?? String(err);
+}
