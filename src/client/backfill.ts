@@ -15,6 +15,8 @@ import { backfillMetadata, redactedCommand } from '../shared/run-metadata';
 import { checkpointEvery } from '../shared/progress';
 import { formatCounters } from './counters';
 import { UsageError, type Output } from './errors';
+import { jsonLine } from './json';
+import type { RunEnding } from './run-ending';
 import { type RunView, startAndWatch } from './watch';
 
 export { formatCounters };
@@ -74,19 +76,26 @@ export function printBackfillSummary(
     const env = opts.databaseUrl ? `DATABASE_URL=${describeDatabaseUrl(opts.databaseUrl)} ` : '';
     out.err(`[webhook-backfill] ${summary.failed} failed lines recorded; list them with: ${env}gotong-worker failed-lines '${workflowId}'`);
   }
-  if (opts.json) {
-    out.log(
-      JSON.stringify({
-        workflow_id: workflowId,
-        processed: summary.processed,
-        created: summary.created,
-        enqueued: summary.enqueued,
-        duplicates: summary.duplicates,
-        failed: summary.failed,
-        dry_run: summary.dryRun,
-      }),
-    );
-  }
+  if (opts.json) out.log(JSON.stringify(backfillSummaryJson(workflowId, summary, summary.dryRun)));
+}
+
+/** The --json summary's keys; `null` where a run that did not complete left a figure unknown. */
+function backfillSummaryJson(workflowId: string, counters: BackfillCounters | undefined, dryRun: boolean | undefined): Record<string, unknown> {
+  return {
+    workflow_id: workflowId,
+    processed: counters?.processed ?? null,
+    created: counters?.created ?? null,
+    enqueued: counters?.enqueued ?? null,
+    duplicates: counters?.duplicates ?? null,
+    failed: counters?.failed ?? null,
+    dry_run: dryRun ?? null,
+  };
+}
+
+/** --json for a run that did not complete: the summary's keys with the counters as last read, how it ended and why. */
+export function printBackfillEnding(ending: RunEnding, last: BackfillProgress | undefined, workflowId: string, opts: { json: boolean }, out: Output): void {
+  if (!opts.json) return;
+  out.log(jsonLine({ ...backfillSummaryJson(workflowId, last, last?.dryRun), status: ending.status, error: ending.reason }));
 }
 
 /** How a backfill run is shown: lines of processed lines, a bar over the file's bytes. */
@@ -101,6 +110,7 @@ export function backfillView(opts: { json: boolean; databaseUrl?: string }): Run
       return { value: bytes, total: bytes, unit: 'bytes', processed: s.processed, counters: formatCounters(s) };
     },
     printSummary: (summary, workflowId, out) => printBackfillSummary(summary, workflowId, opts, out),
+    printEnding: (ending, last, workflowId, out) => printBackfillEnding(ending, last, workflowId, opts, out),
   };
 }
 

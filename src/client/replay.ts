@@ -18,6 +18,8 @@ import { redactedCommand, replayMetadata } from '../shared/run-metadata';
 import { PROGRESS_LIMITS } from '../shared/progress';
 import { formatReplayCounters } from './counters';
 import { UsageError, type Output } from './errors';
+import { jsonLine } from './json';
+import type { RunEnding } from './run-ending';
 import { printable } from './text';
 import { type RunView, startAndWatch } from './watch';
 
@@ -119,13 +121,7 @@ export function printReplaySummary(summary: ReplaySummary, workflowId: string, o
   if (opts.json) {
     out.log(
       JSON.stringify({
-        workflow_id: workflowId,
-        processed: summary.processed,
-        replayed: summary.replayed,
-        enqueued: summary.enqueued,
-        skipped: summary.skipped,
-        failed: summary.failed,
-        dry_run: summary.dryRun,
+        ...replaySummaryJson(workflowId, summary, summary.dryRun),
         ...(summary.preview
           ? {
               by_event_type: summary.preview.byEventType,
@@ -136,6 +132,25 @@ export function printReplaySummary(summary: ReplaySummary, workflowId: string, o
       }),
     );
   }
+}
+
+/** The --json summary's keys; `null` where a run that did not complete left a figure unknown. */
+function replaySummaryJson(workflowId: string, counters: ReplayCounters | undefined, dryRun: boolean | undefined): Record<string, unknown> {
+  return {
+    workflow_id: workflowId,
+    processed: counters?.processed ?? null,
+    replayed: counters?.replayed ?? null,
+    enqueued: counters?.enqueued ?? null,
+    skipped: counters?.skipped ?? null,
+    failed: counters?.failed ?? null,
+    dry_run: dryRun ?? null,
+  };
+}
+
+/** --json for a run that did not complete: the summary's keys with the counters as last read, how it ended and why. */
+export function printReplayEnding(ending: RunEnding, last: ReplayProgress | undefined, workflowId: string, opts: { json: boolean }, out: Output): void {
+  if (!opts.json) return;
+  out.log(jsonLine({ ...replaySummaryJson(workflowId, last, last?.dryRun), status: ending.status, error: ending.reason }));
 }
 
 /** How a replay run is shown: lines of processed rows, a bar over --limit (the selection may be smaller). */
@@ -153,6 +168,7 @@ export function replayView(opts: { json: boolean }): RunView<ReplayCounters, Rep
     }),
     finalBarPosition: (s) => ({ value: s.processed, total: s.processed, unit: 'rows', processed: s.processed, counters: formatReplayCounters(s) }),
     printSummary: (summary, workflowId, out) => printReplaySummary(summary, workflowId, opts, out),
+    printEnding: (ending, last, workflowId, out) => printReplayEnding(ending, last, workflowId, opts, out),
   };
 }
 

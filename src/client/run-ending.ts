@@ -1,3 +1,14 @@
+import { CancelledFailure, TerminatedFailure, TimeoutFailure, WorkflowFailedError } from '@temporalio/client';
+
+/** How a followed run ended without completing, in the spelling of `status` and `list` (`unknown`: its end could not be read). */
+export type RunEndingStatus = 'failed' | 'canceled' | 'terminated' | 'timed_out' | 'unknown';
+
+export interface RunEnding {
+  status: RunEndingStatus;
+  /** Why, as the run's own failure says it. */
+  reason: string;
+}
+
 /** Failures nest (a cause of a cause); a bound keeps a malformed chain from looping. */
 const MAX_CAUSE_DEPTH = 20;
 
@@ -25,4 +36,19 @@ function causeChain(err: unknown): unknown[] {
 export function failureReason(err: unknown): string {
   const messages = causeChain(err).map(messageOf).filter(Boolean);
   return messages.at(-1) ?? String(err);
+}
+
+/** What a rejected `result()` says about how the run ended. */
+export function runEnding(err: unknown): RunEnding {
+  if (!(err instanceof WorkflowFailedError)) return { status: 'unknown', reason: `cannot read how it ended: ${failureReason(err)}` };
+  const cause = err.cause;
+  const status: RunEndingStatus =
+    cause instanceof CancelledFailure
+      ? 'canceled'
+      : cause instanceof TerminatedFailure
+        ? 'terminated'
+        : cause instanceof TimeoutFailure
+          ? 'timed_out'
+          : 'failed';
+  return { status, reason: failureReason(err) };
 }

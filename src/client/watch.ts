@@ -6,7 +6,7 @@ import { explainTemporalError, temporalTarget, type TemporalTarget } from '../te
 import { formatCounters, formatReplayCounters } from './counters';
 import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
-import { failureReason } from './run-ending';
+import { type RunEnding, runEnding } from './run-ending';
 import { printable } from './text';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
@@ -143,6 +143,8 @@ export interface RunView<Counters extends { processed: number }, Progress extend
   barPosition(p: Progress): BarPosition;
   finalBarPosition(summary: Summary, last: Progress | undefined): BarPosition;
   printSummary(summary: Summary, workflowId: string, out: Output): void;
+  /** With --json, the summary of a run that did not complete: its counters as far as known, how it ended and why. */
+  printEnding(ending: RunEnding, last: Progress | undefined, workflowId: string, out: Output): void;
 }
 
 /** Where a client starts printing: every checkpoint (it started the run), or from where the run stands now. */
@@ -355,8 +357,10 @@ export async function followRun<Counters extends { processed: number }, Progress
   }
   if (outcome.kind === 'failed') {
     bar?.stop();
+    const ending = runEnding(outcome.err);
+    view.printEnding(ending, follower.latest, workflowId, out);
     const counters = follower.latest ? ` ${view.formatCounters(follower.latest)}` : '';
-    throw new RunError(`[${view.label}] ${workflowId} did not finish: ${printable(failureReason(outcome.err))}${counters}`);
+    throw new RunError(`[${view.label}] ${workflowId} did not finish: ${printable(ending.reason)}${counters}`);
   }
   bar?.finish(view.finalBarPosition(outcome.summary, follower.latest));
   return outcome.summary;
