@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NativeConnection } from '@temporalio/worker';
 import type { BackfillProgress } from '../src/shared/backfill';
+import { createWorker } from '../src/worker';
+import { DevServer } from './chaos/stack';
 import { alive, spawnCli, stderrTail, summaryOf, type Proc } from './helpers/cli-process';
 import { countersOf, event, generatedFile } from './helpers/files';
 import { exited, getHarness, resetTables, runCli, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
 
+const progressLines = (stdout: string) => stdout.split('\n').filter((l) => l.includes('] progress '));
+
 /** The workflow id a run command printed when it started the run. */
 const startedId = (proc: Proc) => /started (\S+)/.exec(proc.stderr)?.[1] ?? assert.fail(`no run started: ${stderrTail(proc)}`);
 
-describe('how attached commands end: failures, --json (real executable)', function () {
+describe('how attached commands end: outages, failures, --json (real executable)', function () {
   this.timeout(300_000);
   let h: Harness;
   let taskQueue: string;
@@ -36,7 +43,47 @@ describe('how attached commands end: failures, --json (real executable)', functi
     }
   });
 
-  it('a backfill whose file changed: watch and status name that reason, not "Activity task failed", and watch --json ends with it as one object', async () => {
+  it('webhook-backfill --json keeps waiting through a Temporal outage, says so on stderr, and ends with the exact summary', async () => {
+    // A dev server of the test's own, on a SQLite file: stopping the harness's would break every other test.
+    const dir = mkdtempSync(join(tmpdir(), 'gotong-outage-'));
+    const server = await DevServer.start(h.temporalCli, join(dir, 'temporal.sqlite'));
+    try {
+      env.TEMPORAL_ADDRESS = server.address;
+      const file = generatedFile(`outage-${randomUUID()}`, { valid: 2000, dupEvery: 7, failEvery: 50 });
+      // No worker yet: the run cannot finish before the outage, so the command is certainly waiting through it.
+      const backfill = cli(['webhook-backfill', '--file', file.path, '--batch-size', '100', '--progress-every', '500', '--json']);
+      await waitFor('the run to start', async () => /started webhook-backfill\//.test(backfill.stderr) || !alive(backfill));
+      assert.ok(alive(backfill), stderrTail(backfill));
+
+      await server.stop();
+      await waitFor('the outage notice, or the command giving up', async () => /unreachable/.test(backfill.stderr) || !alive(backfill), 120_000);
+      assert.match(backfill.stderr, new RegExp(`Temporal at ${server.address} is unreachable \\(.+\\); this command keeps trying.*Ctrl-C`));
+      // The reminder comes a minute into the outage: by then the SDK has given up its own retries of the wait for
+      // the result (about 40 s), which is where the command used to end saying the run did not finish.
+      await waitFor('the reminder that it still waits, or the command giving up', async () => /still unreachable after/.test(backfill.stderr) || !alive(backfill), 180_000);
+      assert.ok(alive(backfill), `the command waits through the outage instead of ending: ${stderrTail(backfill)}`);
+      assert.doesNotMatch(backfill.stdout + backfill.stderr, /did not finish/);
+
+      await server.startAgain();
+      const connection = await NativeConnection.connect({ address: server.address });
+      try {
+        const worker = await createWorker({ connection, namespace: 'default', taskQueue, pool: h.pool, workflowBundle: h.workflowBundle });
+        await worker.runUntil(() => exited(backfill.child));
+      } finally {
+        await connection.close();
+      }
+      assert.equal(backfill.child.exitCode, 0, stderrTail(backfill));
+      assert.match(backfill.stderr, new RegExp(`Temporal at ${server.address} answers again`));
+      const summary = summaryOf(backfill);
+      assert.deepEqual(countersOf(summary as never), file.expected);
+      assert.equal(progressLines(backfill.stdout).length, Math.floor(file.expected.processed / 500), 'every progress line, printed after the outage');
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a backfill whose file changed: watch and status name that reason, and watch --json ends with it as one object', async () => {
     const file = generatedFile(`changed-${randomUUID()}`, { valid: 200 });
     const detached = await runCli(['webhook-backfill', '--file', file.path, '--batch-size', '10', '--detach'], { GOTONG_TASK_QUEUE: taskQueue });
     assert.equal(detached.code, 0, detached.stderr);

@@ -52,3 +52,28 @@ export function runEnding(err: unknown): RunEnding {
           : 'failed';
   return { status, reason: failureReason(err) };
 }
+
+const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_UNAVAILABLE = 14;
+const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN']);
+const NETWORK_ERROR_TEXT = /ECONNREFUSED|ECONNRESET|connection refused|No connection established/i;
+
+/** True when a call to the Temporal server (or the client's own deadline for it) ran out of time. */
+export function isDeadlineExceeded(err: unknown): boolean {
+  return causeChain(err).some((e) => (e as { code?: unknown } | null)?.code === GRPC_DEADLINE_EXCEEDED);
+}
+
+/**
+ * True when `err` says the Temporal server could not be reached or did not answer in time (the SDK wraps
+ * such a gRPC error, e.g. in "Failed to get Workflow execution history"), which the next attempt may not
+ * meet; false for a run's own ending, however its message reads.
+ */
+export function isTemporalUnreachable(err: unknown): boolean {
+  if (err instanceof WorkflowFailedError) return false;
+  return causeChain(err).some((e) => {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED) return true;
+    if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return true;
+    return NETWORK_ERROR_TEXT.test(messageOf(e));
+  });
+}

@@ -29,7 +29,7 @@ import { Detached, RunError, UsageError, type Output } from './errors';
 import { failureReason } from './run-ending';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
-import { connectClient, detach, type FollowFrom, interruption, printChildProgress, startOrAttachRun } from './watch';
+import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun } from './watch';
 import type { OptionFlags } from './attach';
 
 export interface RunbookCommandOptions {
@@ -390,7 +390,7 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
     const ui = temporalUiUrl(target.address, target.namespace, workflowId);
     if (ui) out.err(`${LABEL} Temporal UI: ${ui}`);
     await warnIfNoDispatcher(client, out);
-    return await followRunbook(handle, workflowId, target.namespace, opts, out, hooks, attached ? 'now' : 'beginning');
+    return await followRunbook(handle, workflowId, target, opts, out, hooks, attached ? 'now' : 'beginning');
   } finally {
     await connection.close();
   }
@@ -404,16 +404,18 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
 export async function followRunbook(
   handle: WorkflowHandle,
   workflowId: string,
-  namespace: string,
+  server: { namespace: string; address: string },
   opts: Pick<RunbookCommandOptions, 'progressEvery' | 'json'>,
   out: Output,
   hooks: RunbookHooks = {},
   from: FollowFrom = 'now',
 ): Promise<RunbookReport> {
+  const { namespace } = server;
   const printer = new RunbookPrinter(handle, opts.progressEvery, out, from);
   const interrupt = interruption();
   let finished = false;
-  const result = (handle.result() as Promise<RunbookReport>).finally(() => {
+  const notice = new OutageNotice('webhook-runbook', server.address, out);
+  const result = resultThroughOutages<RunbookReport>(handle, notice, () => finished).finally(() => {
     finished = true;
   });
   const poller = (async () => {

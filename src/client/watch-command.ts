@@ -39,7 +39,7 @@ export async function runWatch(workflowId: string, opts: WatchCommandOptions, ou
       throw new RunError(`[watch] cannot read ${printable(workflowId)}: ${(err as Error).message}`);
     }
     out.err(`[watch] ${printable(workflowId)}: ${description.type}, ${description.status.name.toLowerCase()}`);
-    const follow = { from: 'now', progressEvery: opts.progressEvery, bar: wantsBar(opts.plain), namespace: target.namespace } as const;
+    const follow = { from: 'now', progressEvery: opts.progressEvery, bar: wantsBar(opts.plain), namespace: target.namespace, address: target.address } as const;
     switch (description.type) {
       case 'webhookBackfill': {
         const view = backfillView({ json: opts.json });
@@ -52,7 +52,7 @@ export async function runWatch(workflowId: string, opts: WatchCommandOptions, ou
         return;
       }
       case 'webhookRecoveryRunbook':
-        await followRunbook(handle, workflowId, target.namespace, { progressEvery: opts.progressEvery ?? RUNBOOK_PROGRESS_EVERY, json: opts.json }, out);
+        await followRunbook(handle, workflowId, target, { progressEvery: opts.progressEvery ?? RUNBOOK_PROGRESS_EVERY, json: opts.json }, out);
         return;
       default:
         throw new RunError(

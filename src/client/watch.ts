@@ -6,7 +6,7 @@ import { explainTemporalError, temporalTarget, type TemporalTarget } from '../te
 import { formatCounters, formatReplayCounters } from './counters';
 import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
-import { type RunEnding, runEnding } from './run-ending';
+import { failureReason, isDeadlineExceeded, isTemporalUnreachable, type RunEnding, runEnding } from './run-ending';
 import { printable } from './text';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
@@ -24,7 +24,13 @@ export async function connectClient(namespace?: string): Promise<{ client: Clien
   const target = { ...temporalTarget(), ...(namespace ? { namespace } : {}) };
   let connection: Connection;
   try {
-    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '5s' });
+    connection = await Connection.connect({
+      ...target.connectionOptions,
+      connectTimeout: '5s',
+      // gRPC backs off reconnecting up to 2 minutes by default: a command waiting through an outage would go on
+      // printing that long after the server is back.
+      channelArgs: { 'grpc.max_reconnect_backoff_ms': 5_000 },
+    });
   } catch (err) {
     throw new RunError(explainTemporalError(err, target.address));
   }
@@ -291,6 +297,8 @@ const settledOf = (p: Promise<unknown>) =>
 
 export interface FollowOptions {
   from: FollowFrom;
+  /** The Temporal server's address, named when it cannot be reached. */
+  address: string;
   /** Installed by the caller when Ctrl-C must detach from an earlier point (while the run starts). */
   interrupt?: Interruption;
   /** Print at multiples of this; default: at the run's own checkpoint step. */
@@ -301,10 +309,90 @@ export interface FollowOptions {
   pollMs?: number;
 }
 
+/** How often a command waiting through an outage says it still is, so a quiet terminal does not read as a hang. */
+const OUTAGE_REMINDER_MS = 60_000;
+
+/**
+ * Says on stderr that the Temporal server cannot be reached and the command keeps trying (again every minute
+ * while that lasts), and when it answers again. An outage says nothing about the run (it goes on, or waits, on
+ * the server's side), so the command waits it out however long it lasts: the operator decides when to stop watching.
+ */
+export class OutageNotice {
+  private since: number | undefined;
+  private saidAt = 0;
+
+  constructor(
+    private readonly label: string,
+    private readonly address: string,
+    private readonly out: Output,
+  ) {}
+
+  lost(err: unknown): void {
+    const now = Date.now();
+    if (this.since === undefined) {
+      this.since = this.saidAt = now;
+      this.out.err(
+        `[${this.label}] Temporal at ${this.address} is unreachable (${whyUnreachable(err)}); this command keeps ` +
+          'trying and goes on printing once it answers. The run is not affected: Ctrl-C stops watching and leaves it going',
+      );
+    } else if (now - this.saidAt >= OUTAGE_REMINDER_MS) {
+      this.saidAt = now;
+      this.out.err(`[${this.label}] Temporal at ${this.address} still unreachable after ${secondsSince(this.since)}s; still trying (Ctrl-C leaves the run going)`);
+    }
+  }
+
+  regained(): void {
+    if (this.since === undefined) return;
+    this.out.err(`[${this.label}] Temporal at ${this.address} answers again (unreachable for about ${secondsSince(this.since)}s); following the run`);
+    this.since = undefined;
+  }
+}
+
+const secondsSince = (ms: number) => Math.round((Date.now() - ms) / 1000);
+
+/** The SDK retries a refused connection until the call's deadline, so most outages surface as that deadline. */
+function whyUnreachable(err: unknown): string {
+  return isDeadlineExceeded(err) ? `no answer within ${PROBE_SECONDS}s` : failureReason(err).split('\n')[0]!;
+}
+
+const PROBE_SECONDS = 5;
+
+/** Why the server does not answer at all, or null when it does: a failed query may only mean that no worker answered it. */
+async function unreachableServer(client: WorkflowHandle['client']): Promise<unknown> {
+  try {
+    await client.connection.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => client.workflowService.getSystemInfo({}));
+    return null;
+  } catch (err) {
+    return err;
+  }
+}
+
+/** Pause between two waits for the result while the server is unreachable; each wait already retries for tens of seconds. */
+const RESULT_RETRY_MS = 1_000;
+
+/**
+ * A run's result, waited for through any number of outages: the SDK gives up a wait after its own retries,
+ * which ends no run, so only the run's own ending or another error settles this.
+ */
+export async function resultThroughOutages<Summary>(handle: WorkflowHandle, notice: OutageNotice, stopped: () => boolean): Promise<Summary> {
+  for (;;) {
+    try {
+      const summary = (await handle.result()) as Summary;
+      notice.regained();
+      return summary;
+    } catch (err) {
+      if (stopped() || !isTemporalUnreachable(err)) throw err;
+      notice.lost(err);
+      await sleep(RESULT_RETRY_MS);
+    }
+  }
+}
+
 /**
  * Follows a run until it closes: its checkpoint lines (or a bar on a terminal) while it runs, then the
  * last checkpoints it committed (a query on a closed run is answered by a worker replaying it), and
- * returns its result. Ctrl-C detaches: the run goes on, the command says how to watch or cancel it.
+ * returns its result. An unreachable server is waited out, said on stderr. Ctrl-C detaches: the run goes
+ * on, the command says how to watch or cancel it.
  */
 export async function followRun<Counters extends { processed: number }, Progress extends Counters & FollowableProgress<Counters>, Summary extends Counters>(
   handle: WorkflowHandle,
@@ -319,17 +407,22 @@ export async function followRun<Counters extends { processed: number }, Progress
     print: !opts.bar,
   });
   const bar = opts.bar ? new RunBar(view.label, view.itemName) : null;
-  const result = handle.result() as Promise<Summary>;
+  const notice = new OutageNotice(view.label, opts.address, out);
   const interrupt = opts.interrupt ?? interruption();
   let stopped = false;
+  const result = resultThroughOutages<Summary>(handle, notice, () => stopped);
   const look = async () => {
     const progress = await withinSeconds(handle, 10, () => follower.poll());
+    notice.regained();
     bar?.update(view.barPosition(progress));
   };
   const poller = (async () => {
     while (!stopped) {
-      // No worker yet, or the run is between continue-as-new runs: the next tick tries again.
-      await look().catch(() => undefined);
+      // No worker yet, the run between continue-as-new runs, or the server down: the next tick tries again.
+      await look().catch(async () => {
+        const unreachable = await unreachableServer(handle.client);
+        if (unreachable) notice.lost(unreachable);
+      });
       await Promise.race([sleep(opts.pollMs ?? 300), settledOf(result), interrupt.fired]);
     }
   })();
@@ -403,6 +496,7 @@ export async function startAndWatch<Counters extends { processed: number }, Prog
       progressEvery: run.progressEvery,
       bar: wantsBar(run.plain),
       namespace: target.namespace,
+      address: target.address,
       pollMs: run.pollMs,
     });
     run.view.printSummary(summary, run.workflowId, out);

@@ -35,7 +35,7 @@ async function stopChild(child: ChildProcess, graceMs = 20_000): Promise<void> {
 }
 
 /** A Temporal dev server keeping its state in one SQLite file, so it can be stopped and started on it again. */
-class DevServer {
+export class DevServer {
   private child: ChildProcess | undefined;
   private constructor(
     private readonly binary: string,
@@ -66,6 +66,11 @@ class DevServer {
 
   async stop(): Promise<void> {
     if (this.child) await stopChild(this.child);
+  }
+
+  /** Started again after `stop`, on the same port and SQLite file: the end of an outage. */
+  async startAgain(): Promise<void> {
+    await this.up();
   }
 
   killNow(): void {
