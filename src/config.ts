@@ -3,7 +3,6 @@ import { parseWebhookUrl, WebhookUrlError } from './delivery/http';
 import { parseSigningSecret, SigningSecretError } from './delivery/signing';
 import { DISPATCHER_SETTINGS, type DispatcherOptions, resolveDispatcherOptions, settingProblems } from './shared/delivery';
 import { parseInputRoots } from './input-files';
-import { INPUT_LIMITS } from './shared/input-checks';
 import { maskConnectionString } from './db/conninfo';
 
 /** Configuration shared by every command, read from the environment once and validated. */
@@ -36,7 +35,9 @@ const envSchema = z.object({
     .default(DEFAULT_DATABASE_URL)
     .refine((url) => /^postgres(ql)?:\/\//.test(url), 'DATABASE_URL must start with postgres:// or postgresql://'),
   GOTONG_TASK_QUEUE: z.string().min(1, 'GOTONG_TASK_QUEUE must not be empty').default(DEFAULT_TASK_QUEUE),
-  WEBHOOK_MAX_ATTEMPTS: positiveInt('WEBHOOK_MAX_ATTEMPTS', INPUT_LIMITS.maxMaxAttempts).default(5),
+  // Bounded where it is used (a backfill's default, see maxAttemptsFrom in src/client/cli.ts), not here: a worker host
+  // carrying an old value over the bound must still start, since workers do not read it.
+  WEBHOOK_MAX_ATTEMPTS: positiveInt('WEBHOOK_MAX_ATTEMPTS').default(5),
   WEBHOOK_URL: checked('WEBHOOK_URL', parseWebhookUrl, WebhookUrlError).optional(),
   WEBHOOK_SECRET: checked('WEBHOOK_SECRET', parseSigningSecret, SigningSecretError).optional(),
   WEBHOOK_PREVIOUS_SECRET: checked('WEBHOOK_PREVIOUS_SECRET', parseSigningSecret, SigningSecretError).optional(),

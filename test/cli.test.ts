@@ -42,7 +42,7 @@ describe('gotong-worker CLI', function () {
         ['failed-lines', 'webhook-runbook/events.ndjson-0123456789'],
         /^error: webhook-runbook\/events\.ndjson-0123456789 is a runbook; .*failed-lines 'webhook-runbook\/events\.ndjson-0123456789\/step-1-backfill-dry-run' \(step 1\) or '.*\/step-2-backfill-execute' \(step 2\)/,
       ],
-      ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number between 1 and 1000/],
+      ['a bad WEBHOOK_MAX_ATTEMPTS', ['webhook-backfill', '--file', edgeCases], /WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1/],
       // Named as the setting it came from, not as a flag the operator never typed.
       ['a WEBHOOK_MAX_ATTEMPTS over the bound', ['webhook-backfill', '--file', edgeCases], /^error: WEBHOOK_MAX_ATTEMPTS must be a whole number between 1 and 1000/],
       ['approve --step 2 (no gate follows step 2)', ['approve', 'webhook-runbook/x', '--step', '2'], /--step must be 1 or 4 \(the gates follow steps 1 and 4\), not 2/],
@@ -225,6 +225,13 @@ describe('gotong-worker CLI', function () {
         assert.equal(byKey.code, 0, byKey.stderr);
         assert.match(byKey.stderr, /^\[failed-lines\] none: run .* recorded no failed lines\n$/);
       });
+
+      // A clean backfill whose history Temporal no longer keeps (retention): its batches in the ledger still say it ran.
+      const gone = `webhook-backfill/gone-${randomUUID()}/execute`;
+      await h.pool.query(`INSERT INTO batch_ledger (run_key, batch_key, result) VALUES ($1, 'offset:0', '{}')`, [`${gone}@1`]);
+      const retained = await runCli(['failed-lines', gone]);
+      assert.equal(retained.code, 0, retained.stderr);
+      assert.match(retained.stderr, /^\[failed-lines\] none: no run of webhook-backfill\/gone-.* has recorded a failed line\n$/);
     });
 
     it('starting the same backfill while it runs attaches to the running run instead of starting another', async () => {

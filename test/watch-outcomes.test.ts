@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
+import { isTemporalUnreachable } from '../src/client/run-ending';
 import type { BackfillProgress } from '../src/shared/backfill';
 import { createWorker } from '../src/worker';
 import { DevServer } from './chaos/stack';
@@ -134,5 +135,18 @@ describe('how attached commands end: outages, failures, --json (real executable)
     );
     assert.match(String(last.error), /cancel/i);
     assert.match(backfill.stderr, /did not finish: .*cancel/i);
+  });
+});
+
+describe('what counts as an outage to wait out (pure)', () => {
+  const grpcError = (code: number, message: string) => Object.assign(new Error(message), { code });
+
+  it('an unreachable or silent server is; a run that failed, or a certificate that will not pass, is not', () => {
+    assert.equal(isTemporalUnreachable(new Error('Failed to get Workflow execution history', { cause: grpcError(14, '14 UNAVAILABLE: No connection established') })), true);
+    assert.equal(isTemporalUnreachable(grpcError(4, '4 DEADLINE_EXCEEDED: Deadline exceeded')), true);
+    assert.equal(isTemporalUnreachable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:7233'), { code: 'ECONNREFUSED' })), true);
+    // Every reconnect fails the same way: waiting would never end.
+    assert.equal(isTemporalUnreachable(grpcError(14, '14 UNAVAILABLE: No connection established. Last error: Error: certificate has expired')), false);
+    assert.equal(isTemporalUnreachable(grpcError(5, '5 NOT_FOUND: workflow not found')), false);
   });
 });

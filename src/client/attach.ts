@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Client } from '@temporalio/client';
+import { printable } from './text';
 
 /**
  * Attaching to a run never changes it: it keeps the options it was started with. An operator who types the command
@@ -22,7 +23,8 @@ export function optionsKeptByRun(running: Record<string, unknown>, asked: Record
 const shown = (value: unknown, field: string): string => {
   if (value === undefined || value === null) return 'unset';
   if (typeof value === 'object') return JSON.stringify(value);
-  return field.endsWith('Ms') ? `${String(value)} ms` : String(value);
+  // The running input is whoever started the run's: never let it drive the operator's terminal.
+  return printable(field.endsWith('Ms') ? `${String(value)} ms` : String(value));
 };
 
 /**

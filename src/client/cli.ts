@@ -35,6 +35,15 @@ function positiveInt(flag: string, max?: number) {
   };
 }
 
+/** --max-attempts, else WEBHOOK_MAX_ATTEMPTS: a bad default is named as the setting it came from, not as a flag never typed. */
+function maxAttemptsFrom(flag: number | undefined, fromEnvironment: number): number {
+  if (flag !== undefined) return flag;
+  if (fromEnvironment > INPUT_LIMITS.maxMaxAttempts) {
+    throw new UsageError(`WEBHOOK_MAX_ATTEMPTS must be a whole number between 1 and ${INPUT_LIMITS.maxMaxAttempts}, not ${fromEnvironment}; or pass --max-attempts`);
+  }
+  return fromEnvironment;
+}
+
 /** The gates follow steps 1 and 4; any other number names no gate, a usage error rather than the run's refusal. */
 function gateStep(value: string): number {
   if (!/^\s*[14]\s*$/.test(value)) throw new InvalidArgumentError(`--step must be 1 or 4 (the gates follow steps 1 and 4), not ${printable(value)}.`);
@@ -186,7 +195,7 @@ export function buildProgram(out: Output): Command {
             file: opts.file,
             dryRun: opts.dryRun,
             progressEvery: opts.progressEvery,
-            maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts,
+            maxAttempts: maxAttemptsFrom(opts.maxAttempts, cfg.defaultMaxAttempts),
             batchSize: opts.batchSize,
             json: opts.json,
             detach: opts.detach,
@@ -260,7 +269,7 @@ export function buildProgram(out: Output): Command {
     .option('--detach', 'start (or attach), print the workflow id and how to watch, cancel or approve it, and exit', false)
     .action(async (opts: Omit<RunbookCommandOptions, 'taskQueue' | 'maxAttempts'> & { maxAttempts?: number; detach: boolean }) => {
       const cfg = config();
-      const runbook = { ...opts, maxAttempts: opts.maxAttempts ?? cfg.defaultMaxAttempts, taskQueue: cfg.taskQueue };
+      const runbook = { ...opts, maxAttempts: maxAttemptsFrom(opts.maxAttempts, cfg.defaultMaxAttempts), taskQueue: cfg.taskQueue };
       if (!opts.detach) {
         await runRunbook(runbook, out);
         return;

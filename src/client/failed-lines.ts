@@ -1,7 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { AppConfig } from '../config';
 import { createPool, explainDatabaseError } from '../db/pool';
-import { backfillRunRecorded, listFailedLines } from '../db/queries';
+import { backfillRunRecorded, backfillRunsRecordedUnder, listFailedLines } from '../db/queries';
 import { runbookChildId } from '../shared/runbook';
 import { RunError, UsageError, type Output } from './errors';
 import { kindOf } from './status';
@@ -46,6 +46,11 @@ export async function runFailedLines(config: AppConfig, opts: FailedLinesOptions
           );
         }
         out.err(`[failed-lines] none: run ${printable(opts.runKey)} recorded no failed lines`);
+        return;
+      }
+      // A backfill the CLI started keys its batches `<workflow id>@...`: its ledger answers even after Temporal dropped it.
+      if (await backfillRunsRecordedUnder(pool, opts.workflowId).catch(database)) {
+        out.err(`[failed-lines] none: no run of ${printable(opts.workflowId)} has recorded a failed line`);
         return;
       }
       out.err(`[failed-lines] ${await noLinesRecorded(opts.workflowId)}`);

@@ -57,6 +57,7 @@ const GRPC_DEADLINE_EXCEEDED = 4;
 const GRPC_UNAVAILABLE = 14;
 const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN']);
 const NETWORK_ERROR_TEXT = /ECONNREFUSED|ECONNRESET|connection refused|No connection established/i;
+const TLS_ERROR_TEXT = /certificate|self[- ]signed|SSL routines|TLS handshake|handshake failure|ERR_TLS/i;
 
 /** True when a call to the Temporal server (or the client's own deadline for it) ran out of time. */
 export function isDeadlineExceeded(err: unknown): boolean {
@@ -70,7 +71,10 @@ export function isDeadlineExceeded(err: unknown): boolean {
  */
 export function isTemporalUnreachable(err: unknown): boolean {
   if (err instanceof WorkflowFailedError) return false;
-  return causeChain(err).some((e) => {
+  const chain = causeChain(err);
+  // A certificate that expired or does not match fails every reconnect the same way: not an outage to wait out.
+  if (chain.some((e) => TLS_ERROR_TEXT.test(messageOf(e)))) return false;
+  return chain.some((e) => {
     const code = (e as { code?: unknown } | null)?.code;
     if (code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED) return true;
     if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return true;

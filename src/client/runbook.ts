@@ -29,7 +29,7 @@ import { Detached, RunError, UsageError, type Output } from './errors';
 import { failureReason } from './run-ending';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
-import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun } from './watch';
+import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun, StoppedWatching } from './watch';
 import type { OptionFlags } from './attach';
 
 export interface RunbookCommandOptions {
@@ -422,6 +422,7 @@ export async function followRunbook(
     while (!finished) {
       try {
         const progress = await handle.query<RunbookProgress>('progress');
+        notice.regained();
         await printer.show(progress);
         await hooks.onProgress?.(progress, handle);
       } catch {
@@ -440,9 +441,10 @@ export async function followRunbook(
       await printer.close();
       throw err;
     }
+    if (err instanceof StoppedWatching) throw new RunError(`${LABEL} ${printable(err.message)}`);
     const stopped = stoppedReport(err);
     if (!stopped) {
-      throw new RunError(`${LABEL} ${workflowId} did not finish: ${failureReason(err)}`);
+      throw new RunError(`${LABEL} ${workflowId} did not finish: ${printable(failureReason(err))}`);
     }
     report = stopped;
   } finally {

@@ -52,7 +52,8 @@ const NOT_FOUND = 5;
  */
 async function ensureNamespace(connection: Connection, target: TemporalTarget): Promise<void> {
   try {
-    await connection.workflowService.describeNamespace({ namespace: target.namespace });
+    // Bounded: a server that accepts connections but does not answer must not hang every command here.
+    await connection.withDeadline(Date.now() + 10_000, () => connection.workflowService.describeNamespace({ namespace: target.namespace }));
   } catch (err) {
     if ((err as { code?: unknown }).code !== NOT_FOUND) return; // e.g. describing denied where the namespace works: the command will tell
     const { namespace, address } = target;
@@ -341,6 +342,11 @@ export class OutageNotice {
     }
   }
 
+  /** How long the server has been unreachable without a break, in ms; 0 while it answers. */
+  get outageMs(): number {
+    return this.since === undefined ? 0 : Date.now() - this.since;
+  }
+
   regained(): void {
     if (this.since === undefined) return;
     this.out.err(`[${this.label}] Temporal at ${this.address} answers again (unreachable for about ${secondsSince(this.since)}s); following the run`);
@@ -371,6 +377,15 @@ async function unreachableServer(client: WorkflowHandle['client']): Promise<unkn
 const RESULT_RETRY_MS = 1_000;
 
 /**
+ * A command stops waiting after this long without an answer: an operator at a terminal has long since pressed Ctrl-C,
+ * and a command in a script or a CI job must end some time (exit 1) rather than hang on a server that is gone.
+ */
+export const OUTAGE_GIVE_UP_MS = 30 * 60_000;
+
+/** The command stopped waiting through an outage; the run itself is not affected. */
+export class StoppedWatching extends RunError {}
+
+/**
  * A run's result, waited for through any number of outages: the SDK gives up a wait after its own retries,
  * which ends no run, so only the run's own ending or another error settles this.
  */
@@ -383,6 +398,12 @@ export async function resultThroughOutages<Summary>(handle: WorkflowHandle, noti
     } catch (err) {
       if (stopped() || !isTemporalUnreachable(err)) throw err;
       notice.lost(err);
+      if (notice.outageMs >= OUTAGE_GIVE_UP_MS) {
+        throw new StoppedWatching(
+          `${handle.workflowId}: stopped watching after Temporal was unreachable for ${Math.round(notice.outageMs / 60_000)} min; ` +
+            `the run is not affected: follow it again with 'gotong-worker watch ${handle.workflowId}' once the server answers`,
+        );
+      }
       await sleep(RESULT_RETRY_MS);
     }
   }
@@ -450,6 +471,10 @@ export async function followRun<Counters extends { processed: number }, Progress
   }
   if (outcome.kind === 'failed') {
     bar?.stop();
+    if (outcome.err instanceof StoppedWatching) {
+      view.printEnding({ status: 'unknown', reason: outcome.err.message }, follower.latest, workflowId, out);
+      throw new RunError(`[${view.label}] ${outcome.err.message}`);
+    }
     const ending = runEnding(outcome.err);
     view.printEnding(ending, follower.latest, workflowId, out);
     const counters = follower.latest ? ` ${view.formatCounters(follower.latest)}` : '';
@@ -549,10 +574,19 @@ export async function printChildProgress(
     { from: opts.from ?? 'beginning', progressEvery: opts.progressEvery, print: true },
   );
   let closed = false;
-  const result = handle.result().then(
-    () => (closed = true),
-    () => (closed = true),
-  );
+  // An outage is not the child closing: its lines would stop for the rest of the step.
+  const untilClosed = async () => {
+    for (;;) {
+      try {
+        await handle.result();
+        return;
+      } catch (err) {
+        if (opts.signal?.aborted || !isTemporalUnreachable(err)) return;
+        await sleep(RESULT_RETRY_MS);
+      }
+    }
+  };
+  const result = untilClosed().then(() => (closed = true));
   const aborted = new Promise<void>((resolve) => {
     if (opts.signal?.aborted) resolve();
     opts.signal?.addEventListener('abort', () => resolve(), { once: true });

@@ -216,6 +216,18 @@ export async function backfillRunRecorded(pool: Pool, runKey: string): Promise<b
   return result.rows[0]!.recorded;
 }
 
+/**
+ * Whether a backfill started under this workflow id (its run keys are `<workflow id>@<uuid>`) has committed a batch.
+ * Read rarely (a `failed-lines` that found nothing), so a scan of the ledger's keys is fine.
+ */
+export async function backfillRunsRecordedUnder(pool: Pool, workflowId: string): Promise<boolean> {
+  const result = await pool.query<{ recorded: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM batch_ledger WHERE left(run_key, length($1) + 1) = $1 || '@' AND batch_key LIKE 'offset:%') AS recorded`,
+    [workflowId],
+  );
+  return result.rows[0]!.recorded;
+}
+
 // ---- delivery ----
 
 export interface ClaimedEvent {
