@@ -220,7 +220,7 @@ describe('hostile input files (real Temporal server, real PostgreSQL)', function
         [['webhook-replay-dlq', '--event-ids', link, '--dry-run'], /it resolves to \/etc\/passwd/],
         [['webhook-replay-dlq', '--event-ids', fifo], /not a regular file/],
         [['webhook-backfill', '--file', '/etc/passwd'], /GOTONG_INPUT_ROOTS entries must be absolute paths/, { GOTONG_INPUT_ROOTS: 'inputs' }],
-        [['webhook-backfill', '--file', join(tmp, 'x'), '--max-attempts', '5000'], /--max-attempts is 5000; it must be a whole number from 1 to 1000/],
+        [['webhook-backfill', '--file', join(tmp, 'x'), '--max-attempts', '5000'], /--max-attempts must be a whole number between 1 and 1000/],
         [['webhook-replay-dlq', '--batch-size', '500000'], /--batch-size is 500000; it must be a whole number from 1 to 100000/],
       ];
       writeFileSync(join(tmp, 'x'), `${event('evt_x')}\n`);

@@ -168,8 +168,14 @@ describe('webhookRecoveryRunbook, safe to operate (real Temporal server, Postgre
         const handle = await start(input(file.path, { approval: 'manual' }));
         await waitFor('the gate after step 1', atGate(handle, 1));
 
+        // The CLI knows the gates: a step without one is a usage error before anything is sent ...
         const noGate = await cli(['approve', handle.workflowId, '--step', '3']);
-        assert.deepEqual([noGate.code, noGate.stderr, noGate.stdout], [1, '[approve] refused: step 3 has no gate; the gates follow steps 1 and 4\n', '']);
+        assert.equal(noGate.code, 2, noGate.stderr);
+        assert.match(noGate.stderr, /^error: .*--step must be 1 or 4 \(the gates follow steps 1 and 4\), not 3; see 'gotong-worker approve --help'\n$/);
+        // ... and the run itself refuses it too, for clients that send the Update without the CLI (the Temporal UI).
+        await assert.rejects(handle.executeUpdate('approve', { args: [{ step: 3 }] }), (err: unknown) =>
+          /^step 3 has no gate; the gates follow steps 1 and 4$/.test(String((err as { cause?: Error }).cause?.message)),
+        );
         const otherGate = await cli(['reject', handle.workflowId, '--step', '4']);
         assert.deepEqual(
           [otherGate.code, otherGate.stderr],
