@@ -242,6 +242,13 @@ describe('hostile input files (real Temporal server, real PostgreSQL)', function
     async function pauseAfterFirstBatch(handle: WorkflowHandle<typeof webhookBackfill>): Promise<void> {
       await waitFor('a first batch', async () => (await handle.query<BackfillProgress>('progress')).batches >= 1, 60_000, 20);
       await handle.signal('pause');
+      // Paused means "after the batch in flight": the file must not change under a batch that is still reading it (on a
+      // busy machine one was, and it met the swap between its checks and its open, failing with another true message).
+      await waitFor('paused with no batch in flight', async () => {
+        const progress = await handle.query<BackfillProgress>('progress');
+        const { raw } = await handle.describe();
+        return progress.phase === 'paused' && (raw.pendingActivities ?? []).length === 0;
+      }, 60_000, 20);
     }
 
     for (const swap of ['another file of the same size and mtime', 'a symbolic link out of the roots'] as const) {
