@@ -9,14 +9,12 @@ import { maskConnectionString } from './db/conninfo';
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
 export const DEFAULT_TASK_QUEUE = 'gotong-webhooks';
 
-const positiveInt = (name: string, max?: number) => {
-  const wanted = max === undefined ? `${name} must be a whole number >= 1` : `${name} must be a whole number between 1 and ${max}`;
-  return z
+const positiveInt = (name: string) =>
+  z
     .string()
-    .regex(/^\d+$/, wanted)
+    .regex(/^\d+$/, `${name} must be a whole number >= 1`)
     .transform(Number)
-    .refine((n) => Number.isSafeInteger(n) && n >= 1 && (max === undefined || n <= max), wanted);
-};
+    .refine((n) => Number.isSafeInteger(n) && n >= 1, `${name} must be a whole number >= 1`);
 
 /** Checks a text setting with `parse`, whose error message follows the variable's name; the value is never echoed. */
 const checked = (name: string, parse: (value: string) => unknown, errorType: new (...args: never[]) => Error) =>

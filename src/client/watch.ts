@@ -316,7 +316,7 @@ const OUTAGE_REMINDER_MS = 60_000;
 /**
  * Says on stderr that the Temporal server cannot be reached and the command keeps trying (again every minute
  * while that lasts), and when it answers again. An outage says nothing about the run (it goes on, or waits, on
- * the server's side), so the command waits it out however long it lasts: the operator decides when to stop watching.
+ * the server's side), so the command waits it out, up to OUTAGE_GIVE_UP_MS, or until the operator presses Ctrl-C.
  */
 export class OutageNotice {
   private since: number | undefined;
@@ -386,8 +386,8 @@ export const OUTAGE_GIVE_UP_MS = 30 * 60_000;
 export class StoppedWatching extends RunError {}
 
 /**
- * A run's result, waited for through any number of outages: the SDK gives up a wait after its own retries,
- * which ends no run, so only the run's own ending or another error settles this.
+ * A run's result, waited for through outages: the SDK gives up a wait after its own retries, which ends no run, so
+ * only the run's own ending, another error, or an outage longer than OUTAGE_GIVE_UP_MS (StoppedWatching) settles this.
  */
 export async function resultThroughOutages<Summary>(handle: WorkflowHandle, notice: OutageNotice, stopped: () => boolean): Promise<Summary> {
   for (;;) {
