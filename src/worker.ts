@@ -90,16 +90,50 @@ export const MAX_PASSES_PER_WORKER = 8;
 function group(workers: Worker[]): GotongWorker {
   return {
     async run() {
-      await Promise.all(workers.map((w) => w.run()));
+      await runAsOne(workers, (w) => w.run());
     },
     async runUntil<T>(fn: () => Promise<T>): Promise<T> {
       // The workers start polling right after `fn` starts, within the same tick.
       const settled = fn();
-      const results = await Promise.all(workers.map((w) => w.runUntil(settled)));
+      const results = await runAsOne(workers, (w) => w.runUntil(settled));
       return results[0] as T;
     },
     shutdown() {
       for (const w of workers) w.shutdown();
     },
   };
+}
+
+/** What runAsOne needs of a worker (a Temporal Worker; a stand-in in unit tests). */
+export interface GroupMember {
+  readonly options: { readonly taskQueue: string };
+  getState(): string;
+  shutdown(): void;
+}
+
+/**
+ * Runs every worker of a process, and when one stops with an error, shuts the others down and rejects with that
+ * error once all have stopped. Otherwise a process whose delivery worker died would go on serving workflows: alive
+ * to its supervisor and its health checks, while the passes its dispatchers schedule wait for another process.
+ */
+export async function runAsOne<W extends GroupMember, T>(workers: readonly W[], start: (w: W) => Promise<T>): Promise<T[]> {
+  let failure: { error: Error } | undefined;
+  const outcomes = await Promise.allSettled(
+    workers.map((worker) =>
+      start(worker).catch((err: unknown) => {
+        if (!failure) {
+          const reason = err instanceof Error ? err.message : String(err);
+          failure = {
+            error: new Error(`the worker on task queue '${worker.options.taskQueue}' stopped: ${reason}; stopping this process's other workers`, {
+              cause: err,
+            }),
+          };
+          for (const other of workers) if (other !== worker && other.getState() === 'RUNNING') other.shutdown();
+        }
+        throw err;
+      }),
+    ),
+  );
+  if (failure) throw failure.error;
+  return outcomes.map((o) => (o as PromiseFulfilledResult<T>).value);
 }
