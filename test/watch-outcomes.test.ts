@@ -136,6 +136,26 @@ describe('how attached commands end: outages, failures, --json (real executable)
     assert.match(String(last.error), /cancel/i);
     assert.match(backfill.stderr, /did not finish: .*cancel/i);
   });
+
+  it('webhook-runbook --json on a run terminated at its gate ends with one object: outcome, the step it was at, reason; exit 1', async () => {
+    const file = generatedFile(`rb-terminated-${randomUUID()}`, { valid: 30 });
+    const runbook = cli(['webhook-runbook', '--file', file.path, '--approval', 'manual', '--json']);
+    await waitFor('the run to start', async () => /started webhook-runbook\//.test(runbook.stderr) || !alive(runbook));
+    const workflowId = startedId(runbook);
+    const handle = h.env.client.workflow.getHandle(workflowId);
+    await withWorker(taskQueue, async () => {
+      await waitFor('the gate after step 1, seen by the command', async () => /step 1\/6 .*awaiting/.test(runbook.stdout) || !alive(runbook));
+      await handle.terminate('the test ends it');
+      await exited(runbook.child);
+    });
+    assert.equal(runbook.child.exitCode, 1, runbook.stderr);
+    const last = summaryOf(runbook);
+    assert.deepEqual(
+      { ...last, run_key: typeof last.run_key },
+      { workflow_id: workflowId, run_key: 'string', outcome: 'terminated', stopped_at: 1, reason: 'the test ends it' },
+    );
+    assert.match(runbook.stderr, /did not finish: the test ends it/);
+  });
 });
 
 describe('what counts as an outage to wait out (pure)', () => {

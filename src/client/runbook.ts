@@ -26,7 +26,8 @@ import {
 } from '../shared/runbook';
 import { formatCounters, resolveBackfillFile } from './backfill';
 import { Detached, RunError, UsageError, type Output } from './errors';
-import { failureReason } from './run-ending';
+import { jsonLine } from './json';
+import { runEnding, type RunEnding } from './run-ending';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
 import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun, StoppedWatching } from './watch';
@@ -189,6 +190,17 @@ export function procedureLines(p: RunbookProcedure): string[] {
 }
 
 /** The final report as one JSON object, snake_case throughout (the breakdowns keep event types and codes as keys). */
+/** The --json object of a run that ended without a report: `outcome` as `status` and `list` spell it, the step it was at. */
+export function endingJson(workflowId: string, ending: RunEnding, last: RunbookProgress | undefined): string {
+  return jsonLine({
+    workflow_id: workflowId,
+    run_key: last?.runKey ?? null,
+    outcome: ending.status,
+    stopped_at: last?.currentStep ?? null,
+    reason: ending.reason,
+  });
+}
+
 export function reportJson(workflowId: string, r: RunbookReport): string {
   const continues = r.procedure?.continues;
   return JSON.stringify({
@@ -418,10 +430,12 @@ export async function followRunbook(
   const result = resultThroughOutages<RunbookReport>(handle, notice, () => finished).finally(() => {
     finished = true;
   });
+  let latest: RunbookProgress | undefined;
   const poller = (async () => {
     while (!finished) {
       try {
         const progress = await handle.query<RunbookProgress>('progress');
+        latest = progress;
         notice.regained();
         await printer.show(progress);
         await hooks.onProgress?.(progress, handle);
@@ -441,10 +455,17 @@ export async function followRunbook(
       await printer.close();
       throw err;
     }
-    if (err instanceof StoppedWatching) throw new RunError(`${LABEL} ${printable(err.message)}`);
+    if (err instanceof StoppedWatching) {
+      if (opts.json) out.log(endingJson(workflowId, { status: 'unknown', reason: err.message }, latest));
+      throw new RunError(`${LABEL} ${printable(err.message)}`);
+    }
     const stopped = stoppedReport(err);
     if (!stopped) {
-      throw new RunError(`${LABEL} ${workflowId} did not finish: ${printable(failureReason(err))}`);
+      // Ended without a report of its own (terminated, timed out, or failed outside a step): scripts reading
+      // --json still get one object saying how, as the backfill and replay commands give.
+      const ending = runEnding(err);
+      if (opts.json) out.log(endingJson(workflowId, ending, latest));
+      throw new RunError(`${LABEL} ${workflowId} did not finish: ${printable(ending.reason)}`);
     }
     report = stopped;
   } finally {
