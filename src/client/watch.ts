@@ -7,6 +7,7 @@ import { formatCounters, formatReplayCounters } from './counters';
 import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
 import { failureReason, isDeadlineExceeded, isTemporalUnreachable, type RunEnding, runEnding } from './run-ending';
+import { StallNotice, stallNoticeMsFrom } from './stall';
 import { printable } from './text';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
@@ -308,6 +309,8 @@ export interface FollowOptions {
   bar: boolean;
   namespace: string;
   pollMs?: number;
+  /** Quiet this long, the command says why the run is not moving; default: GOTONG_STALL_NOTICE_S. */
+  stallNoticeMs?: number;
 }
 
 /** How often a command waiting through an outage says it still is, so a quiet terminal does not read as a hang. */
@@ -432,18 +435,22 @@ export async function followRun<Counters extends { processed: number }, Progress
   const interrupt = opts.interrupt ?? interruption();
   let stopped = false;
   const result = resultThroughOutages<Summary>(handle, notice, () => stopped);
+  const stall = new StallNotice(view.label, handle, out, opts.stallNoticeMs ?? stallNoticeMsFrom());
   const look = async () => {
     const progress = await withinSeconds(handle, 10, () => follower.poll());
     notice.regained();
     bar?.update(view.barPosition(progress));
+    return progress;
   };
   const poller = (async () => {
     while (!stopped) {
       // No worker yet, the run between continue-as-new runs, or the server down: the next tick tries again.
-      await look().catch(async () => {
+      const progress = await look().catch(async () => {
         const unreachable = await unreachableServer(handle.client);
         if (unreachable) notice.lost(unreachable);
+        return unreachable ? null : undefined;
       });
+      if (progress !== null && !stopped) await stall.observe(progress);
       await Promise.race([sleep(opts.pollMs ?? 300), settledOf(result), interrupt.fired]);
     }
   })();

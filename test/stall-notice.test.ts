@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import type { Output } from '../src/client/errors';
+import { StallNotice, stallNoticeMsFrom } from '../src/client/stall';
+import { createPool } from '../src/db/pool';
+import type { BackfillProgress } from '../src/shared/backfill';
+import { alive, spawnCli, stderrTail, type Proc } from './helpers/cli-process';
+import { generatedFile } from './helpers/files';
+import { exited, getHarness, resetTables, runCli, uniqueTaskQueue, waitFor, withWorker, type Harness } from './helpers/harness';
+
+/** An Output that keeps what a command would print. */
+function captured(): Output & { errors: string[] } {
+  const errors: string[] = [];
+  return { errors, log: () => undefined, err: (line: string) => void errors.push(line) };
+}
+
+describe('attached commands say why a run is not moving (real Temporal, PostgreSQL and executable)', function () {
+  this.timeout(180_000);
+  let h: Harness;
+  let taskQueue: string;
+  const procs: Proc[] = [];
+
+  before(() => {
+    h = getHarness();
+  });
+  beforeEach(async () => {
+    await resetTables(h.pool);
+    taskQueue = uniqueTaskQueue('stall');
+  });
+  afterEach(async () => {
+    for (const proc of procs.splice(0)) {
+      if (alive(proc)) proc.child.kill('SIGKILL');
+      await exited(proc.child);
+    }
+  });
+
+  /** Starts a backfill without following it; returns its handle. */
+  async function startDetached(lines: number) {
+    const file = generatedFile(`stall-${randomUUID()}`, { valid: lines });
+    const started = await runCli(['webhook-backfill', '--file', file.path, '--batch-size', '10', '--detach', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+    assert.equal(started.code, 0, started.stderr);
+    const workflowId = String((JSON.parse(started.stdout.trim().split('\n').at(-1)!) as { workflow_id: string }).workflow_id);
+    return h.env.client.workflow.getHandle(workflowId);
+  }
+
+  it('the attached command names the missing worker while nothing polls, and says so when the run moves again', async () => {
+    const file = generatedFile(`stall-cli-${randomUUID()}`, { valid: 40 });
+    const backfill = spawnCli(['webhook-backfill', '--file', file.path, '--batch-size', '10', '--json'], {
+      TEMPORAL_ADDRESS: h.env.address,
+      DATABASE_URL: h.databaseUrl,
+      GOTONG_TASK_QUEUE: taskQueue,
+      GOTONG_STALL_NOTICE_S: '1',
+    });
+    procs.push(backfill);
+    await waitFor(
+      'the stall line',
+      async () => /no progress for \d+s: no worker is polling task queue/.test(backfill.stderr) || !alive(backfill),
+      60_000,
+    );
+    assert.ok(alive(backfill), stderrTail(backfill));
+    assert.match(backfill.stderr, new RegExp(`no worker is polling task queue '${taskQueue}'; the run waits until one starts \\('gotong-worker worker'\\)`));
+    await withWorker(taskQueue, () => exited(backfill.child));
+    assert.equal(backfill.child.exitCode, 0, backfill.stderr);
+    assert.match(backfill.stderr, /moving again after \d+s without progress/);
+  });
+
+  it('a bad GOTONG_STALL_NOTICE_S is a usage error before anything starts', async () => {
+    const file = generatedFile(`stall-bad-${randomUUID()}`, { valid: 5 });
+    const result = await runCli(['webhook-backfill', '--file', file.path], { GOTONG_TASK_QUEUE: taskQueue, GOTONG_STALL_NOTICE_S: '0' });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /GOTONG_STALL_NOTICE_S must be a whole number of seconds from 1 to 86400/);
+    const runs: string[] = [];
+    for await (const run of h.env.client.workflow.list({ query: `TaskQueue = '${taskQueue}'` })) runs.push(run.workflowId);
+    assert.deepEqual(runs, []);
+    assert.throws(() => stallNoticeMsFrom({ GOTONG_STALL_NOTICE_S: '1.5' }), /whole number/);
+    assert.equal(stallNoticeMsFrom({}), 60_000);
+  });
+
+  it('a database that refuses connections: the batch activity retrying, with its attempt and the innermost failure', async () => {
+    const handle = await startDetached(20);
+    const out = captured();
+    const notice = new StallNotice('webhook-backfill', handle, out, 0);
+    // A worker whose database is gone (nothing listens on port 1): every batch fails to connect and is retried.
+    const deadPool = createPool('postgres://postgres@127.0.0.1:1/gotong_test', 2);
+    try {
+      await withWorker(
+        taskQueue,
+        () =>
+          waitFor('an activity on its second attempt', async () => {
+            const pending = (await handle.describe()).raw.pendingActivities ?? [];
+            return pending.some((a) => (a.attempt ?? 1) > 1);
+          }),
+        undefined,
+        { pool: deadPool },
+      );
+      await notice.observe(undefined);
+    } finally {
+      await deadPool.end();
+      await handle.terminate('test over');
+    }
+    assert.equal(out.errors.length, 1, out.errors.join('\n'));
+    assert.match(out.errors[0]!, /^\[webhook-backfill\] no progress for \d+s: its \w+ activity is retrying \(attempt \d+; last failure: .*(ECONNREFUSED|connect)/);
+    assert.match(out.errors[0]!, /it goes on by itself once that clears, or cancel the run in the Temporal UI$/);
+  });
+
+  it('a paused run: says it is paused and how to resume it, once, then that it moves again', async () => {
+    const handle = await startDetached(200);
+    const out = captured();
+    const notice = new StallNotice('webhook-backfill', handle, out, 0);
+    await handle.signal('pause');
+    await withWorker(taskQueue, async () => {
+      let progress = await handle.query<BackfillProgress>('progress');
+      await waitFor('the run to pause', async () => (progress = await handle.query<BackfillProgress>('progress')).phase === 'paused');
+      await notice.observe(progress); // the pause itself is a change
+      await notice.observe(progress);
+      await notice.observe(progress); // described at most every 15 s: nothing more
+      assert.equal(out.errors.length, 1, out.errors.join('\n'));
+      assert.match(out.errors[0]!, /no progress for \d+s: the run is paused; it goes on when it gets the 'resume' signal/);
+      assert.ok(out.errors[0]!.includes(`temporal workflow signal --workflow-id '${handle.workflowId}' --name resume`));
+      await handle.signal('resume');
+      await waitFor('the run to go on', async () => (progress = await handle.query<BackfillProgress>('progress')).phase !== 'paused');
+      await notice.observe(progress);
+      assert.match(out.errors[1] ?? '', /^\[webhook-backfill\] moving again after \d+s without progress$/);
+      await handle.result();
+    });
+  });
+});
