@@ -95,7 +95,10 @@ function group(workers: Worker[]): GotongWorker {
     async runUntil<T>(fn: () => Promise<T>): Promise<T> {
       // The workers start polling right after `fn` starts, within the same tick.
       const settled = fn();
-      const results = await runAsOne(workers, (w) => w.runUntil(settled));
+      let fnFailure: { error: unknown } | undefined;
+      void settled.catch((error: unknown) => (fnFailure = { error }));
+      // Each worker's runUntil rethrows `fn`'s own rejection: that is the caller's error, not a worker failing.
+      const results = await runAsOne(workers, (w) => w.runUntil(settled), (err) => fnFailure !== undefined && err === fnFailure.error);
       return results[0] as T;
     },
     shutdown() {
@@ -115,13 +118,20 @@ export interface GroupMember {
  * Runs every worker of a process, and when one stops with an error, shuts the others down and rejects with that
  * error once all have stopped. Otherwise a process whose delivery worker died would go on serving workflows: alive
  * to its supervisor and its health checks, while the passes its dispatchers schedule wait for another process.
+ * An error `notWorkerFailure` accepts (the caller's own, which runUntil rethrows) passes through as it is.
  */
-export async function runAsOne<W extends GroupMember, T>(workers: readonly W[], start: (w: W) => Promise<T>): Promise<T[]> {
-  let failure: { error: Error } | undefined;
+export async function runAsOne<W extends GroupMember, T>(
+  workers: readonly W[],
+  start: (w: W) => Promise<T>,
+  notWorkerFailure: (err: unknown) => boolean = () => false,
+): Promise<T[]> {
+  let failure: { error: unknown } | undefined;
   const outcomes = await Promise.allSettled(
     workers.map((worker) =>
       start(worker).catch((err: unknown) => {
-        if (!failure) {
+        if (!failure && notWorkerFailure(err)) {
+          failure = { error: err };
+        } else if (!failure) {
           const reason = err instanceof Error ? err.message : String(err);
           failure = {
             error: new Error(`the worker on task queue '${worker.options.taskQueue}' stopped: ${reason}; stopping this process's other workers`, {

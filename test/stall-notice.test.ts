@@ -64,6 +64,43 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     assert.match(backfill.stderr, /moving again after \d+s without progress/);
   });
 
+  it("webhook-runbook names what holds up its step's backfill: a batch waiting on a lock, then its step going on", async () => {
+    const file = generatedFile(`stall-rb-${randomUUID()}`, { valid: 30 });
+    // Every dry-run batch reads its coverage row first: with the table locked, the step's batch waits.
+    const locker = await h.pool.connect();
+    let locked = true;
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE backfill_dry_run_coverage IN ACCESS EXCLUSIVE MODE');
+      await withWorker(taskQueue, async () => {
+        const runbook = spawnCli(['webhook-runbook', '--file', file.path, '--approval', 'manual'], {
+          TEMPORAL_ADDRESS: h.env.address,
+          DATABASE_URL: h.databaseUrl,
+          GOTONG_TASK_QUEUE: taskQueue,
+          GOTONG_STALL_NOTICE_S: '1',
+        });
+        procs.push(runbook);
+        await waitFor(
+          'the stall line of the step 1 backfill',
+          async () => /\[webhook-backfill\] no progress for \d+s: its processBackfillBatch activity has been running/.test(runbook.stderr) || !alive(runbook),
+          60_000,
+        );
+        assert.ok(alive(runbook), stderrTail(runbook));
+        await locker.query('ROLLBACK');
+        locked = false;
+        // The step's backfill goes on and ends: its step line follows (a "moving again" line only if a look falls before the end).
+        await waitFor('the gate after step 1', async () => /step 1\/6 .*awaiting-approval/.test(runbook.stdout) || !alive(runbook), 60_000);
+        assert.ok(alive(runbook), stderrTail(runbook));
+        runbook.child.kill('SIGINT');
+        await exited(runbook.child);
+        await h.env.client.workflow.getHandle(/started (\S+)/.exec(runbook.stderr)![1]!).terminate('test over');
+      });
+    } finally {
+      if (locked) await locker.query('ROLLBACK');
+      locker.release();
+    }
+  });
+
   it('a bad GOTONG_STALL_NOTICE_S is a usage error before anything starts', async () => {
     const file = generatedFile(`stall-bad-${randomUUID()}`, { valid: 5 });
     const result = await runCli(['webhook-backfill', '--file', file.path], { GOTONG_TASK_QUEUE: taskQueue, GOTONG_STALL_NOTICE_S: '0' });

@@ -69,6 +69,17 @@ describe("runAsOne: a process's workers stop together", () => {
     assert.equal(b.shutdowns, 0);
   });
 
+  it("the caller's own error, which runUntil rethrows from every worker, passes through unwrapped and shuts nothing down", async () => {
+    const a = new StandIn('a');
+    const b = new StandIn('b');
+    const own = new Error('assertion in the test body');
+    const running = runAsOne([a, b], (w) => w.run(), (err) => err === own);
+    a.failWith(own);
+    b.shutdown();
+    await assert.rejects(running, (err) => err === own);
+    assert.equal(b.shutdowns, 1);
+  });
+
   it('workers shut down normally resolve the group with each result', async () => {
     const a = new StandIn('a');
     const b = new StandIn('b');

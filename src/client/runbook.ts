@@ -30,7 +30,7 @@ import { jsonLine } from './json';
 import { runEnding, type RunEnding } from './run-ending';
 import { formatReplayCounters } from './replay';
 import { printable } from './text';
-import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun, StoppedWatching } from './watch';
+import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun, StoppedWatching, unreachableServer } from './watch';
 import type { OptionFlags } from './attach';
 
 export interface RunbookCommandOptions {
@@ -440,7 +440,9 @@ export async function followRunbook(
         await printer.show(progress);
         await hooks.onProgress?.(progress, handle);
       } catch {
-        // No worker yet: the next tick tries again.
+        // No worker yet, or the server down (said at once, not only when result() gives up its retries): the next tick tries again.
+        const unreachable = await unreachableServer(handle.client);
+        if (unreachable && !finished) notice.lost(unreachable);
       }
       await new Promise((r) => setTimeout(r, 300));
     }

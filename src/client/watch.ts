@@ -367,7 +367,7 @@ function whyUnreachable(err: unknown): string {
 const PROBE_SECONDS = 5;
 
 /** Why the server does not answer at all, or null when it does: a failed query may only mean that no worker answered it. */
-async function unreachableServer(client: WorkflowHandle['client']): Promise<unknown> {
+export async function unreachableServer(client: WorkflowHandle['client']): Promise<unknown> {
   try {
     await client.connection.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => client.workflowService.getSystemInfo({}));
     return null;
@@ -568,9 +568,10 @@ export async function printChildProgress(
   handle: WorkflowHandle,
   kind: 'backfill' | 'replay',
   out: Output,
-  opts: { progressEvery?: number; from?: FollowFrom; pollMs?: number; signal?: AbortSignal } = {},
+  opts: { progressEvery?: number; from?: FollowFrom; pollMs?: number; signal?: AbortSignal; stallNoticeMs?: number } = {},
 ): Promise<void> {
   const label = kind === 'backfill' ? 'webhook-backfill' : 'webhook-replay-dlq';
+  const stall = new StallNotice(label, handle, out, opts.stallNoticeMs ?? stallNoticeMsFrom());
   const format = (c: BackfillCounters | ReplayCounters) =>
     kind === 'backfill' ? formatCounters(c as BackfillCounters) : formatReplayCounters(c as ReplayCounters);
   const follower = new CheckpointFollower<BackfillCounters | ReplayCounters, (BackfillCounters | ReplayCounters) & FollowableProgress<BackfillCounters | ReplayCounters>>(
@@ -599,7 +600,9 @@ export async function printChildProgress(
     opts.signal?.addEventListener('abort', () => resolve(), { once: true });
   });
   while (!closed && !opts.signal?.aborted) {
-    await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
+    const progress = await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
+    // A runbook step's backfill retrying through a database restart would otherwise leave the runbook command silent.
+    if (!closed && !opts.signal?.aborted) await stall.observe(progress);
     await Promise.race([sleep(opts.pollMs ?? 300), result, aborted]);
   }
   if (closed) await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
