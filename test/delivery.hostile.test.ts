@@ -342,6 +342,21 @@ describe('delivery to hostile receivers (real Temporal, PostgreSQL, receivers on
     }
   });
 
+  it("an agent that gives up connecting before the request's deadline: the attempt names the agent's connect timeout, not the deadline", async () => {
+    const listener = await unansweredListener();
+    // The worker's WEBHOOK_TIMEOUT_MS (300 ms) bounds connecting; the dispatcher's deadline (here 5 s) is longer.
+    const agent = createDeliveryAgent(null, 300);
+    try {
+      const url = `http://127.0.0.1:${listener.port}/hooks`;
+      const event: ClaimedEvent = { event_id: 'evt_connect', request_id: 'req_connect', body: '{}', attempts: 1, max_attempts: 1, replay_count: 0 };
+      const attempt = await postOnce({ url, secrets: { current: SECRET }, agent }, event, Buffer.from(event.body), 5_000);
+      assert.equal(attempt.error, 'timeout after 300 ms, before a connection to the receiver was ready (the request was not sent)');
+    } finally {
+      await agent.close();
+      await listener.stop();
+    }
+  });
+
   it('ids with Unicode, control characters and % are delivered, ASCII-only on the wire, verified by the standardwebhooks library', async () => {
     const events = [
       { id: 'evt_漢字', requestId: 'req_漢字' },

@@ -57,8 +57,16 @@ const UNDICI_CONNECT_TIMEOUT_MS = 10_000;
  */
 export function createDeliveryAgent(connections: number | null = null, requestTimeoutMs: number = UNDICI_CONNECT_TIMEOUT_MS): Agent {
   const connectTimeout = Math.min(UNDICI_CONNECT_TIMEOUT_MS, requestTimeoutMs);
-  return new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout });
+  const agent = new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout });
+  connectTimeouts.set(agent, connectTimeout);
+  return agent;
 }
+
+/**
+ * Each agent's connect timeout, for the attempt log: it is the worker's (WEBHOOK_TIMEOUT_MS at start, at most 10 s),
+ * while a request's deadline is the dispatcher's (`delivery configure --timeout`), and the two can differ.
+ */
+const connectTimeouts = new WeakMap<Agent, number>();
 
 /** A WEBHOOK_URL that cannot be used; the message never repeats the URL, which may carry a token. */
 export class WebhookUrlError extends Error {}
@@ -310,7 +318,7 @@ export async function postOnce(target: DeliveryTarget, event: ClaimedEvent, body
       statusCode: null,
       error:
         response.neverSent && (response.deadlineHit || isConnectTimeout(response.error))
-          ? `timeout after ${timeoutMs} ms, before a connection to the receiver was ready (the request was not sent)`
+          ? `timeout after ${response.deadlineHit ? timeoutMs : (connectTimeouts.get(target.agent) ?? timeoutMs)} ms, before a connection to the receiver was ready (the request was not sent)`
           : response.deadlineHit
             ? `timeout after ${timeoutMs} ms, before the response headers were complete`
             : describeNetworkError(response.error, timeoutMs),
