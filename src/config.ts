@@ -4,8 +4,6 @@ import { parseSigningSecret, SigningSecretError } from './delivery/signing';
 import { DISPATCHER_SETTINGS, type DispatcherOptions, resolveDispatcherOptions, settingProblems } from './shared/delivery';
 import { parseInputRoots } from './input-files';
 import { maskConnectionString } from './db/conninfo';
-import { UsageError } from './client/errors';
-import { stallNoticeMsFrom } from './client/stall';
 
 /** Configuration shared by every command, read from the environment once and validated. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/gotong';
@@ -41,8 +39,6 @@ const envSchema = z.object({
   WEBHOOK_URL: checked('WEBHOOK_URL', parseWebhookUrl, WebhookUrlError).optional(),
   WEBHOOK_SECRET: checked('WEBHOOK_SECRET', parseSigningSecret, SigningSecretError).optional(),
   WEBHOOK_PREVIOUS_SECRET: checked('WEBHOOK_PREVIOUS_SECRET', parseSigningSecret, SigningSecretError).optional(),
-  // Read where runs are followed (src/client/stall.ts); checked here too, so a bad value stops a command before it starts a run.
-  GOTONG_STALL_NOTICE_S: checked('GOTONG_STALL_NOTICE_S', (value) => stallNoticeMsFrom({ GOTONG_STALL_NOTICE_S: value }), UsageError).optional(),
 });
 
 export interface AppConfig {

@@ -102,7 +102,8 @@ function group(workers: Worker[]): GotongWorker {
       return results[0] as T;
     },
     shutdown() {
-      for (const w of workers) w.shutdown();
+      // One may have stopped already (it failed, and runAsOne stopped the rest; or a signal stopped them all).
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     },
   };
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { Output } from '../src/client/errors';
-import { StallNotice, stallNoticeMsFrom } from '../src/client/stall';
+import { StallNotice, stallNoticeMsFrom, whyNotMoving } from '../src/client/stall';
+import { loadConfig } from '../src/config';
 import { createPool } from '../src/db/pool';
 import type { BackfillProgress } from '../src/shared/backfill';
 import { alive, spawnCli, stderrTail, type Proc } from './helpers/cli-process';
@@ -43,7 +44,7 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     return h.env.client.workflow.getHandle(workflowId);
   }
 
-  it('the attached command names the missing worker while nothing polls, and says so when the run moves again', async () => {
+  it('the attached command names the missing worker while nothing polls, and says so when one answers', async () => {
     const file = generatedFile(`stall-cli-${randomUUID()}`, { valid: 40 });
     const backfill = spawnCli(['webhook-backfill', '--file', file.path, '--batch-size', '10', '--json'], {
       TEMPORAL_ADDRESS: h.env.address,
@@ -61,7 +62,7 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     assert.match(backfill.stderr, new RegExp(`no worker is polling task queue '${taskQueue}'; the run waits until one starts \\('gotong-worker worker'\\)`));
     await withWorker(taskQueue, () => exited(backfill.child));
     assert.equal(backfill.child.exitCode, 0, backfill.stderr);
-    assert.match(backfill.stderr, /moving again after \d+s without progress/);
+    assert.match(backfill.stderr, /a worker answers after \d+s; following the run/);
   });
 
   it("webhook-runbook names what holds up its step's backfill: a batch waiting on a lock, then its step going on", async () => {
@@ -111,6 +112,8 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     assert.deepEqual(runs, []);
     assert.throws(() => stallNoticeMsFrom({ GOTONG_STALL_NOTICE_S: '1.5' }), /whole number/);
     assert.equal(stallNoticeMsFrom({}), 60_000);
+    // Only commands that follow runs read it: a worker host with a bad value still starts.
+    assert.doesNotThrow(() => loadConfig({ GOTONG_STALL_NOTICE_S: '0' }));
   });
 
   it('a database that refuses connections: the batch activity retrying, with its attempt and the innermost failure', async () => {
@@ -122,15 +125,16 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     try {
       await withWorker(
         taskQueue,
-        () =>
-          waitFor('an activity on its second attempt', async () => {
+        async () => {
+          await waitFor('an activity on its second attempt', async () => {
             const pending = (await handle.describe()).raw.pendingActivities ?? [];
             return pending.some((a) => (a.attempt ?? 1) > 1);
-          }),
+          });
+          await notice.observe(undefined);
+        },
         undefined,
         { pool: deadPool },
       );
-      await notice.observe(undefined);
     } finally {
       await deadPool.end();
       await handle.terminate('test over');
@@ -140,7 +144,7 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
     assert.match(out.errors[0]!, /it goes on by itself once that clears, or cancel the run in the Temporal UI$/);
   });
 
-  it('a paused run: says it is paused and how to resume it, once, then that it moves again', async () => {
+  it('a paused run: says it is paused and how to resume it, once, then that it was resumed', async () => {
     const handle = await startDetached(200);
     const out = captured();
     const notice = new StallNotice('webhook-backfill', handle, out, 0);
@@ -157,8 +161,67 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
       await handle.signal('resume');
       await waitFor('the run to go on', async () => (progress = await handle.query<BackfillProgress>('progress')).phase !== 'paused');
       await notice.observe(progress);
-      assert.match(out.errors[1] ?? '', /^\[webhook-backfill\] moving again after \d+s without progress$/);
+      assert.match(out.errors[1] ?? '', /^\[webhook-backfill\] resumed after \d+s; waiting for its next batch$/);
       await handle.result();
     });
+  });
+});
+
+describe('why a run is not moving, and how often it is said (pure, a stand-in for the server)', () => {
+  type Pending = { activityType: { name: string }; attempt: number; lastFailure?: { message: string; cause?: { message: string } }; lastStartedTime?: { seconds: number } };
+  /** A handle whose server describes the run with `pending` activities and `pollers` on its task queue. */
+  function standIn(state: { pending: Pending[]; pollers: number; status?: string }) {
+    return {
+      workflowId: "webhook-backfill/it's.ndjson",
+      describe: async () => ({ status: { name: state.status ?? 'RUNNING' }, taskQueue: 'q', raw: { pendingActivities: state.pending } }),
+      client: {
+        options: { namespace: 'prod' },
+        connection: { withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn() },
+        workflowService: { describeTaskQueue: async () => ({ pollers: Array.from({ length: state.pollers }, () => ({ lastAccessTime: null })) }) },
+      },
+    } as unknown as Parameters<typeof whyNotMoving>[0];
+  }
+  const heartbeatLost: Pending = {
+    activityType: { name: 'processBackfillBatch' },
+    attempt: 2,
+    lastFailure: { message: 'Activity task timed out', cause: { message: 'activity Heartbeat timeout' } },
+  };
+
+  it('no worker comes first: a paused run, or an activity retrying after its worker died, waits for one too', async () => {
+    assert.equal((await whyNotMoving(standIn({ pending: [heartbeatLost], pollers: 0 }), undefined))?.key, 'no-worker');
+    assert.equal((await whyNotMoving(standIn({ pending: [], pollers: 0 }), 'paused'))?.key, 'no-worker');
+    const retrying = await whyNotMoving(standIn({ pending: [heartbeatLost], pollers: 1 }), undefined);
+    assert.match(retrying!.text, /^its processBackfillBatch activity is retrying \(attempt 2; last failure: activity Heartbeat timeout\)/);
+    const paused = await whyNotMoving(standIn({ pending: [heartbeatLost], pollers: 1 }), 'paused');
+    assert.match(paused!.text, /temporal workflow signal --workflow-id 'webhook-backfill\/it'\\''s\.ndjson' --namespace 'prod' --name resume\)$/);
+    assert.equal(await whyNotMoving(standIn({ pending: [], pollers: 1, status: 'COMPLETED' }), undefined), null);
+  });
+
+  it('a cause is said once, not again as its figures change, and again when the cause changes', async () => {
+    const state = { pending: [{ activityType: { name: 'processBackfillBatch' }, attempt: 1, lastStartedTime: { seconds: Math.floor(Date.now() / 1000) - 5 } }] as Pending[], pollers: 1 };
+    const errors: string[] = [];
+    const notice = new StallNotice('webhook-backfill', standIn(state), { log: () => undefined, err: (l: string) => void errors.push(l) }, 0, {
+      diagnoseEveryMs: 0,
+      reminderMs: 60_000,
+    });
+    await notice.observe({ processed: 100 });
+    for (let i = 0; i < 3; i++) {
+      state.pending[0]!.lastStartedTime = { seconds: state.pending[0]!.lastStartedTime!.seconds - 20 };
+      await notice.observe({ processed: 100 });
+    }
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0]!, /no progress for \d+s: its processBackfillBatch activity has been running for \d+s \(attempt 1\) without finishing a batch$/);
+    for (let attempt = 2; attempt < 5; attempt++) {
+      state.pending = [{ ...heartbeatLost, attempt }];
+      await notice.observe({ processed: 100 });
+    }
+    assert.equal(errors.length, 2, errors.join('\n'));
+    assert.match(errors[1]!, /retrying \(attempt 2; last failure: activity Heartbeat timeout\)/);
+    await notice.observe({ processed: 150 });
+    assert.match(errors[2]!, /^\[webhook-backfill\] moving again after \d+s without progress$/);
+    notice.close();
+    state.pending = [{ ...heartbeatLost, attempt: 9 }];
+    await notice.observe({ processed: 150 });
+    assert.equal(errors.length, 3, 'nothing after close()');
   });
 });

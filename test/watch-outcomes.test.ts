@@ -156,6 +156,22 @@ describe('how attached commands end: outages, failures, --json (real executable)
     );
     assert.match(runbook.stderr, /did not finish: the test ends it/);
   });
+
+  it('webhook-runbook --json on a run cancelled at its gate: outcome "cancelled", as the runbook spells it', async () => {
+    const file = generatedFile(`rb-cancelled-${randomUUID()}`, { valid: 30 });
+    const runbook = cli(['webhook-runbook', '--file', file.path, '--approval', 'manual', '--json']);
+    await waitFor('the run to start', async () => /started webhook-runbook\//.test(runbook.stderr) || !alive(runbook));
+    const handle = h.env.client.workflow.getHandle(startedId(runbook));
+    await withWorker(taskQueue, async () => {
+      await waitFor('the gate after step 1, seen by the command', async () => /step 1\/6 .*awaiting/.test(runbook.stdout) || !alive(runbook));
+      await handle.cancel();
+      await exited(runbook.child);
+    });
+    assert.equal(runbook.child.exitCode, 1, runbook.stderr);
+    const last = summaryOf(runbook);
+    assert.equal(last.outcome, 'cancelled', JSON.stringify(last));
+    assert.equal(last.stopped_at, 1);
+  });
 });
 
 describe('what counts as an outage to wait out (pure)', () => {

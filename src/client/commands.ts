@@ -127,6 +127,8 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
         inputRoots: config.inputRoots,
       });
       const running = worker.run();
+      // Awaited below, after the dispatcher check: a worker failing meanwhile must not be an unhandled rejection.
+      running.catch(() => undefined);
       if (!config.webhook) {
         logger.info('delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
       } else if (opts.dispatchers !== 0) {

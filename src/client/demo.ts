@@ -183,6 +183,8 @@ export async function runDemo(config: AppConfig, opts: { file?: string; keepServ
     // Cleanup runs in reverse: the worker stops (finishing its activities) before the dispatcher is terminated.
     cleanup.push(() => client.workflow.getHandle(dispatcherWorkflowId(0)).terminate('demo over').catch(() => undefined));
     const running = worker.run();
+    // Awaited in the cleanup: a worker failing before then must not be an unhandled rejection that skips the cleanup.
+    running.catch(() => undefined);
     cleanup.push(async () => {
       worker.shutdown();
       await running;

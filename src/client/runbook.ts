@@ -29,6 +29,7 @@ import { Detached, RunError, UsageError, type Output } from './errors';
 import { jsonLine } from './json';
 import { runEnding, type RunEnding } from './run-ending';
 import { formatReplayCounters } from './replay';
+import { stallNoticeMsFrom } from './stall';
 import { printable } from './text';
 import { connectClient, detach, type FollowFrom, interruption, OutageNotice, printChildProgress, resultThroughOutages, startOrAttachRun, StoppedWatching, unreachableServer } from './watch';
 import type { OptionFlags } from './attach';
@@ -189,17 +190,22 @@ export function procedureLines(p: RunbookProcedure): string[] {
   return lines;
 }
 
-/** The final report as one JSON object, snake_case throughout (the breakdowns keep event types and codes as keys). */
-/** The --json object of a run that ended without a report: `outcome` as `status` and `list` spell it, the step it was at. */
+/**
+ * The --json object of a run that ended without a report, in the report's own fields: `outcome` is how it ended
+ * (`failed`, `cancelled`, `terminated`, `timed_out`, or `unknown` when the command stopped watching), `stopped_at`
+ * the step it was at when last seen.
+ */
 export function endingJson(workflowId: string, ending: RunEnding, last: RunbookProgress | undefined): string {
   return jsonLine({
     workflow_id: workflowId,
     run_key: last?.runKey ?? null,
-    outcome: ending.status,
+    outcome: ending.status === 'canceled' ? 'cancelled' : ending.status,
     stopped_at: last?.currentStep ?? null,
     reason: ending.reason,
   });
 }
+
+/** The final report as one JSON object, snake_case throughout (the breakdowns keep event types and codes as keys). */
 
 export function reportJson(workflowId: string, r: RunbookReport): string {
   const continues = r.procedure?.continues;
@@ -383,6 +389,7 @@ export async function runRunbook(opts: RunbookCommandOptions, out: Output, hooks
   const workflowId = runbookWorkflowId(path);
   const input = runbookInputFrom(opts, path, workflowId);
 
+  stallNoticeMsFrom(); // a bad GOTONG_STALL_NOTICE_S is a usage error before the run starts
   const { client, connection, target } = await connectClient(opts.namespace);
   try {
     const { handle, attached } = await startOrAttachRun(
@@ -448,7 +455,9 @@ export async function followRunbook(
     }
   })();
 
-  let report: RunbookReport;
+  let report: RunbookReport | undefined;
+  // Ended without a report of its own (terminated, timed out, failed outside a step, or no longer watched).
+  let ending: { ending: RunEnding; line: string } | undefined;
   try {
     report = await Promise.race([result, interrupt.fired.then(() => detach('webhook-runbook', workflowId, namespace, out, { approve: true }))]);
   } catch (err) {
@@ -458,25 +467,29 @@ export async function followRunbook(
       throw err;
     }
     if (err instanceof StoppedWatching) {
+      // The server has not answered for half an hour: a last look would only wait on it too.
       if (opts.json) out.log(endingJson(workflowId, { status: 'unknown', reason: err.message }, latest));
       throw new RunError(`${LABEL} ${printable(err.message)}`);
+    } else {
+      report = stoppedReport(err) ?? undefined;
+      if (!report) {
+        const why = runEnding(err);
+        ending = { ending: why, line: `${LABEL} ${workflowId} did not finish: ${printable(why.reason)}` };
+      }
     }
-    const stopped = stoppedReport(err);
-    if (!stopped) {
-      // Ended without a report of its own (terminated, timed out, or failed outside a step): scripts reading
-      // --json still get one object saying how, as the backfill and replay commands give.
-      const ending = runEnding(err);
-      if (opts.json) out.log(endingJson(workflowId, ending, latest));
-      throw new RunError(`${LABEL} ${workflowId} did not finish: ${printable(ending.reason)}`);
-    }
-    report = stopped;
   } finally {
     interrupt.dispose();
     finished = true;
   }
   await poller;
-  await printer.show(report);
+  if (report) await printer.show(report);
   await printer.close();
+  if (!report) {
+    // Scripts reading --json still get one object, after the run's last lines, saying how it ended.
+    const { ending: how, line } = ending!;
+    if (opts.json) out.log(endingJson(workflowId, how, latest));
+    throw new RunError(line);
+  }
   const stoppedStep = report.stoppedAt ? report.steps[report.stoppedAt - 1] : undefined;
   if (stoppedStep?.workflowId && (stoppedStep.status === 'cancelled' || / was terminated /.test(stoppedStep.message ?? ''))) {
     const who = await whoEndedChild(handle.client, stoppedStep.workflowId);

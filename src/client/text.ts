@@ -21,3 +21,6 @@ function escapeOne(ch: string): string {
 export function printable(text: string): string {
   return text.replace(UNPRINTABLE, escapeOne);
 }
+
+/** A single-quoted shell word. */
+export const shellWord = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -4,6 +4,7 @@ import { RunError, type Output } from './errors';
 import { wantsBar } from './progress-bar';
 import { replayView } from './replay';
 import { followRunbook } from './runbook';
+import { stallNoticeMsFrom } from './stall';
 import { printable } from './text';
 import { connectClient, followRun } from './watch';
 
@@ -23,6 +24,7 @@ const RUNBOOK_PROGRESS_EVERY = 1000;
  * then the summary; exit codes as that command's.
  */
 export async function runWatch(workflowId: string, opts: WatchCommandOptions, out: Output): Promise<void> {
+  stallNoticeMsFrom(); // a bad GOTONG_STALL_NOTICE_S is a usage error, said before anything else
   const { client, connection, target } = await connectClient();
   try {
     const handle = client.workflow.getHandle(workflowId);

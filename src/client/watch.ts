@@ -8,7 +8,7 @@ import { Detached, RunError, type Output } from './errors';
 import { type BarPosition, RunBar, wantsBar } from './progress-bar';
 import { failureReason, isDeadlineExceeded, isTemporalUnreachable, type RunEnding, runEnding } from './run-ending';
 import { StallNotice, stallNoticeMsFrom } from './stall';
-import { printable } from './text';
+import { printable, shellWord } from './text';
 import { type RunMetadata, SEARCH_ATTRIBUTE_DEFINITIONS, searchAttributeCreateCommands } from '../shared/run-metadata';
 import { isMissingSearchAttribute } from '../shared/search-attribute-errors';
 import { type OptionFlags, optionsKeptByRun, runningInput } from './attach';
@@ -244,9 +244,6 @@ export class CheckpointFollower<Counters extends { processed: number }, Progress
   }
 }
 
-/** A single-quoted shell word. */
-const shellWord = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** The commands to watch, cancel (and approve) a run, one a line. */
 export function runCommands(label: string, workflowId: string, namespace: string, opts: { approve?: boolean } = {}): string[] {
   const id = shellWord(workflowId);
@@ -450,7 +447,8 @@ export async function followRun<Counters extends { processed: number }, Progress
         if (unreachable) notice.lost(unreachable);
         return unreachable ? null : undefined;
       });
-      if (progress !== null && !stopped) await stall.observe(progress);
+      if (progress === null) stall.outage();
+      else if (!stopped) await stall.observe(progress);
       await Promise.race([sleep(opts.pollMs ?? 300), settledOf(result), interrupt.fired]);
     }
   })();
@@ -464,6 +462,7 @@ export async function followRun<Counters extends { processed: number }, Progress
     interrupt.fired.then(() => ({ kind: 'detached' })),
   ]);
   stopped = true;
+  stall.close();
   interrupt.dispose();
   if (outcome.kind === 'detached') {
     bar?.stop();
@@ -513,6 +512,8 @@ export async function startAndWatch<Counters extends { processed: number }, Prog
   run: AttachedRun<Counters, Progress, Summary>,
   out: Output,
 ): Promise<Summary | null> {
+  // A bad GOTONG_STALL_NOTICE_S is a usage error before the run starts, not after.
+  stallNoticeMsFrom();
   const { client, connection, target } = await connectClient();
   // From here Ctrl-C detaches, not kills: once the start request is sent, the run may exist either way.
   const interrupt = run.detach ? null : interruption();
@@ -600,11 +601,13 @@ export async function printChildProgress(
     opts.signal?.addEventListener('abort', () => resolve(), { once: true });
   });
   while (!closed && !opts.signal?.aborted) {
-    const progress = await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
+    const progress = await withinSeconds(handle, 10, () => follower.poll()).catch(async () => ((await unreachableServer(handle.client)) ? null : undefined));
     // A runbook step's backfill retrying through a database restart would otherwise leave the runbook command silent.
-    if (!closed && !opts.signal?.aborted) await stall.observe(progress);
+    if (progress === null) stall.outage();
+    else if (!closed && !opts.signal?.aborted) await stall.observe(progress);
     await Promise.race([sleep(opts.pollMs ?? 300), result, aborted]);
   }
+  stall.close();
   if (closed) await withinSeconds(handle, 10, () => follower.poll()).catch(() => undefined);
 }
 
