@@ -222,6 +222,51 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     assert.deepEqual(triggers.rows.map((r) => [r.trigger, Number(r.n)]), [['replay', 25], ['scheduled', 50]]);
   });
 
+  it('execute resets exactly the rows its dry run listed, also when --limit cuts through rows dead-lettered together', async () => {
+    // One delivery pass records its outcomes in one statement, so the dead letters it leaves share updated_at.
+    await seedStates(h.pool, [
+      { prefix: 'tie_b', count: 20, status: 'dead_letter', eventType: 'type_b', code: 500 },
+      { prefix: 'tie_a', count: 20, status: 'dead_letter', eventType: 'type_a', code: 400 },
+    ]);
+    await h.pool.query('UPDATE webhook_outbox SET updated_at = now()');
+    await withWorker(taskQueue, async () => {
+      const dry = await replay({}, { dryRun: true, limit: 10 });
+      const exec = await replay({}, { limit: 10, batchSize: 4 });
+      assert.deepEqual(counters(exec), counters(dry));
+      const { rows } = await h.pool.query<{ event_id: string }>(
+        'SELECT event_id FROM webhook_replay_audit WHERE run_key = $1 ORDER BY event_id',
+        [exec.runKey],
+      );
+      assert.deepEqual(rows.map((r) => r.event_id), [...dry.preview!.sampleIds].sort(), 'the rows reset are the ones the dry run listed');
+    });
+  });
+
+  it('rows an operator changes while a batch waits for their locks are skipped and counted; the audit matches', async () => {
+    await seedStates(h.pool, [{ prefix: 'op', count: 30, status: 'dead_letter', code: 503 }]);
+    const operator = await h.pool.connect();
+    try {
+      await operator.query('BEGIN');
+      await operator.query(`UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now() WHERE event_id IN ('op_3', 'op_7', 'op_11')`);
+      await withWorker(taskQueue, async () => {
+        const run = await start({}, { batchSize: 30 });
+        await waitFor('the batch waiting for the operator\'s row locks', async () => {
+          const { rows } = await h.pool.query(
+            `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WITH candidates AS%'`,
+          );
+          return rows.length > 0;
+        });
+        await operator.query('COMMIT');
+        const summary = await run.result();
+        assert.deepEqual(counters(summary), { processed: 30, replayed: 27, enqueued: 27, skipped: 3, failed: 0 });
+        const audit = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_audit WHERE run_key = $1', [summary.runKey]);
+        assert.equal(Number(audit.rows[0]!.n), 27);
+      });
+    } finally {
+      operator.release();
+    }
+    assert.deepEqual(await statusCounts(h.pool), { pending: 30 });
+  });
+
   describe('CLI', () => {
     const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
     const usage: Array<[string[], RegExp]> = [

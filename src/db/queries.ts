@@ -513,12 +513,15 @@ export async function replaySelectAndReset(
   // One statement: `candidates` is the selection; `locked` re-checks each candidate once its row lock is
   // held (PostgreSQL re-evaluates the condition on the newest row version), so a row that changed since
   // it was selected is skipped, not reset. Oldest change first: dead letters walk their own index.
+  // Ties broken by event_id, exactly as previewReplay orders: a delivery pass dead-letters its events in one
+  // statement, so they share updated_at, and a --limit that cut through them reset other rows than the dry
+  // run had listed at the gate.
   // The skipped positions are looked for only when something was skipped (an initplan runs when needed).
   const { rows } = await client.query<{ selected: string; replayed: string; skipped_ordinals: number[] }>(
     `WITH candidates AS (
-       SELECT o.event_id, row_number() OVER (ORDER BY o.updated_at)::int AS ordinal FROM webhook_outbox o
+       SELECT o.event_id, row_number() OVER (ORDER BY o.updated_at, o.event_id)::int AS ordinal FROM webhook_outbox o
         WHERE ${where} AND o.last_replay_run IS DISTINCT FROM $1
-        ORDER BY o.updated_at LIMIT $${params.length}),
+        ORDER BY o.updated_at, o.event_id LIMIT $${params.length}),
      locked AS (
        SELECT o.event_id, o.status, o.attempts, o.last_status_code, o.last_error FROM webhook_outbox o
         WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM candidates)) AND ${where} AND o.last_replay_run IS DISTINCT FROM $1
