@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { EXACT_BACKLOG_LIMIT, outboxMetrics, outboxSnapshot } from '../src/db/queries';
-import { getHarness, resetTables, seedEvents } from './helpers/harness';
+import { getHarness, REPO_ROOT, resetTables, seedEvents, waitFor } from './helpers/harness';
 
 /**
  * Sets the status of the events whose ids are given, as deliveries would have left them: a due time only
@@ -105,6 +107,45 @@ describe('status queries on the outbox (stats snapshot, runbook polls)', functio
     await pool.query('TRUNCATE webhook_outbox CASCADE');
     await check('truncated', 0);
   });
+
+  // The README's command that sets the count right after writes that bypassed the triggers.
+  const resync = () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const command = /`(BEGIN; LOCK webhook_outbox [^`]*webhook_outbox_dead_letter_deltas[^`]*COMMIT;)`/.exec(readme);
+    assert.ok(command, "the README's re-sync command");
+    return command[1]!;
+  };
+  for (const [what, statement] of [
+    ['a truncation', () => 'TRUNCATE webhook_outbox CASCADE'],
+    ["the README's re-sync command", resync],
+  ] as const) {
+    it(`the dead-letter count stays exact when ${what} meets a reader folding the changes`, async () => {
+      await seedEvents(pool, 'fold', 10, 5, 'dead_letter');
+      for (let i = 0; i < 1_000; i++) await pool.query(`INSERT INTO webhook_outbox_dead_letter_deltas (delta) VALUES (0)`);
+      const waitingOnLock = (like: string) =>
+        waitFor(`a statement like ${like} waiting for a lock`, async () => {
+          const { rows } = await pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, [like]);
+          return rows.length > 0;
+        });
+      // Holds one change row, so the fold stops half-way with the others deleted but not yet committed.
+      const holder = await pool.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM webhook_outbox_dead_letter_deltas ORDER BY ctid DESC LIMIT 1 FOR UPDATE');
+        const folding = outboxMetrics(pool, null);
+        await waitingOnLock('WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas%');
+        const sql = statement();
+        const resetting = pool.query(sql);
+        await waitingOnLock(`${sql.slice(0, 40)}%`);
+        await holder.query('COMMIT');
+        await Promise.all([folding, resetting]);
+      } finally {
+        holder.release();
+      }
+      const exact = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE status = 'dead_letter'`)).rows[0]!.n);
+      assert.equal(Number((await outboxMetrics(pool, null)).dead_letters), exact);
+    });
+  }
 
   it("migration 011's partial indexes serve the per-run polls (the planner can prove their predicates)", async () => {
     const client = await pool.connect();
