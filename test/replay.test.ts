@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -265,6 +266,41 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
       operator.release();
     }
     assert.deepEqual(await statusCounts(h.pool), { pending: 30 });
+  });
+
+  it('an --event-ids list rewritten while its replay runs fails the run at its next batch instead of replaying the new ids', async () => {
+    await seedStates(h.pool, [
+      { prefix: 'first', count: 6, status: 'dead_letter', code: 503 },
+      { prefix: 'second', count: 6, status: 'dead_letter', code: 503 },
+    ]);
+    const idsFile = join(tmp, `ids-${randomUUID()}.txt`);
+    writeFileSync(idsFile, ['first_0', 'first_1', 'first_2', 'first_3', 'first_4', 'first_5'].join('\n'));
+    // Holds first_2, so the second batch (first_2, first_3) waits with the list already read.
+    const holder = await h.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM webhook_outbox WHERE event_id = 'first_2' FOR UPDATE`);
+      await withWorker(taskQueue, async () => {
+        const run = await start({ eventIdsPath: idsFile }, { batchSize: 2 });
+        await waitFor('the second batch waiting for first_2', async () => {
+          const { rows } = await h.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WITH candidates AS%'`);
+          return rows.length > 0;
+        });
+        writeFileSync(idsFile, ['second_0', 'second_1', 'second_2', 'second_3', 'second_4', 'second_5'].join('\n'));
+        await holder.query('COMMIT');
+        await assert.rejects(run.result(), (err: unknown) => {
+          assert.ok(err instanceof WorkflowFailedError, String(err));
+          const failure = err.cause instanceof ActivityFailure ? err.cause.cause : err.cause;
+          assert.ok(failure instanceof ApplicationFailure && failure.nonRetryable, String(failure));
+          assert.match(failure.message, /--event-ids file .* changed after the replay started; .*start a new replay/);
+          return true;
+        });
+      });
+    } finally {
+      holder.release();
+    }
+    const { rows } = await h.pool.query<{ event_id: string }>('SELECT event_id FROM webhook_replay_audit ORDER BY event_id');
+    assert.deepEqual(rows.map((r) => r.event_id), ['first_0', 'first_1', 'first_2', 'first_3'], 'only ids of the list the run started with');
   });
 
   describe('CLI', () => {

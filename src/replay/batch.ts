@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { analyzeOutbox, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
 import { InputFileError, openInputFile } from '../input-files';
@@ -15,6 +16,11 @@ export const MAX_EVENT_IDS_FILE_BYTES = 64 * 1024 * 1024;
  * (" evt_1 " is an id of its own), so trimming alone made such an event impossible to replay by id.
  */
 export async function loadEventIds(filter: ReplayFilter, roots: readonly string[]): Promise<string[] | null> {
+  return (await readEventIds(filter, roots))?.ids ?? null;
+}
+
+/** The ids, and the SHA-256 of the bytes they were read from (what a run's later batches compare with). */
+async function readEventIds(filter: ReplayFilter, roots: readonly string[]): Promise<{ ids: string[]; sha256: string } | null> {
   if (!filter.eventIdsPath) return null;
   const { handle, info } = await openInputFile(filter.eventIdsPath, roots);
   try {
@@ -32,18 +38,36 @@ export async function loadEventIds(filter: ReplayFilter, roots: readonly string[
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
+    const bytes = buffer.subarray(0, filled);
     const ids = new Set<string>();
-    for (const [n, raw] of buffer.subarray(0, filled).toString('utf8').split(/\r?\n/).entries()) {
+    for (const [n, raw] of bytes.toString('utf8').split(/\r?\n/).entries()) {
       const line = n === 0 ? raw.replace(/^\uFEFF/, '') : raw;
       const trimmed = line.trim();
       if (trimmed.length === 0) continue;
       ids.add(trimmed);
       if (line !== trimmed) ids.add(line);
     }
-    return [...ids];
+    return { ids: [...ids], sha256: createHash('sha256').update(bytes).digest('hex') };
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Every batch reads the list again (a retry may run on another host), so a list rewritten under a running replay
+ * (an operator preparing the next one under the same name) would have its later batches reset ids nobody asked
+ * this run for, and skip the rest of the list it started with. The first batch records what it read; later ones
+ * must read the same bytes.
+ */
+async function checkEventIdsUnchanged(pool: Pool, input: ReplayBatchInput, sha256: string | undefined): Promise<void> {
+  if (sha256 === undefined || input.batchNumber === 0) return;
+  const first = await readLedger<ReplayBatchResult>(pool, input.runKey, replayBatchKey(0));
+  // A first batch recorded before lists were fingerprinted has nothing to compare with.
+  if (!first?.eventIdsSha256 || first.eventIdsSha256 === sha256) return;
+  throw new InputFileError(
+    `--event-ids file ${input.filter.eventIdsPath} changed after the replay started; the rows this run reset so far stay ` +
+      'reset (webhook_replay_audit names them); start a new replay with the list as it is now',
+  );
 }
 
 /** Resets one batch exactly once: its resets, audit rows and ledger row commit together. */
@@ -57,7 +81,8 @@ export async function runReplayBatch(
   // A batch already done returns its result without needing the id file again.
   const recorded = await readLedger<ReplayBatchResult>(pool, input.runKey, batchKey);
   if (recorded) return recorded;
-  const eventIds = await loadEventIds(input.filter, roots);
+  const eventIds = await readEventIds(input.filter, roots);
+  await checkEventIdsUnchanged(pool, input, eventIds?.sha256);
   // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
   // outbox; fresh statistics keep every batch's selection on the dead-letter index.
   if (input.batchNumber === 0) await analyzeOutbox(pool);
@@ -66,8 +91,9 @@ export async function runReplayBatch(
     input.runKey,
     batchKey,
     async (client): Promise<ReplayBatchResult> => {
-      const { selected, replayed, skippedOrdinals } = await replaySelectAndReset(client, input.runKey, input.filter, eventIds, input.size);
+      const { selected, replayed, skippedOrdinals } = await replaySelectAndReset(client, input.runKey, input.filter, eventIds?.ids ?? null, input.size);
       const result: ReplayBatchResult = { selected, replayed };
+      if (eventIds && input.batchNumber === 0) result.eventIdsSha256 = eventIds.sha256;
       if (input.checkpoints) {
         // Outcome of each selected row in selection order: 0 replayed, 1 skipped.
         const outcomes = new Uint8Array(selected);

@@ -88,6 +88,8 @@ export interface ReplayBatchResult {
   replayed: number;
   /** [processed, replayed, skipped] within this batch at each row where the run's processed count reaches a multiple of the step. */
   checkpoints?: Checkpoint[];
+  /** The first batch of a replay by --event-ids: the SHA-256 of the list it read, which later batches must match. */
+  eventIdsSha256?: string;
 }
 
 export interface ReplayPreview {
