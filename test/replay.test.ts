@@ -303,6 +303,42 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     assert.deepEqual(rows.map((r) => r.event_id), ['first_0', 'first_1', 'first_2', 'first_3'], 'only ids of the list the run started with');
   });
 
+  it('a row this run reset, that another replay reset and delivery dead-lettered again since, is not reset twice by this run (nor retried forever)', async () => {
+    await seedStates(h.pool, [{ prefix: 'twice', count: 4, status: 'dead_letter', code: 400 }]);
+    const deadLetterAgain = (id: string) =>
+      h.pool.query(`UPDATE webhook_outbox SET status = 'dead_letter', attempts = 5, last_status_code = 400, updated_at = now() WHERE event_id = $1`, [id]);
+    const idsFile = join(tmp, `ids-${randomUUID()}.txt`);
+    writeFileSync(idsFile, 'twice_0\n');
+    // Holds twice_2, so this run's second batch (twice_2, twice_3) waits while twice_0 goes round again.
+    const holder = await h.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM webhook_outbox WHERE event_id = 'twice_2' FOR UPDATE`);
+      await withWorker(taskQueue, async () => {
+        const run = await start({}, { batchSize: 2 });
+        await waitFor('the second batch waiting for twice_2', async () => {
+          const { rows } = await h.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WITH candidates AS%'`);
+          return rows.length > 0;
+        });
+        await deadLetterAgain('twice_0');
+        assert.equal((await replay({ eventIdsPath: idsFile })).replayed, 1, 'another replay resets twice_0');
+        await deadLetterAgain('twice_0');
+        await holder.query('COMMIT');
+        await waitFor('the run to end, or its batch to be retried', async () => {
+          const d = await run.describe();
+          return d.status.name !== 'RUNNING' || (d.raw.pendingActivities ?? []).some((a) => (a.attempt ?? 1) > 1);
+        });
+        const d = await run.describe();
+        const failure = (d.raw.pendingActivities ?? []).map((a) => a.lastFailure?.message).join('; ');
+        assert.equal(d.status.name, 'COMPLETED', `the run is ${d.status.name}: ${failure}`);
+        assert.deepEqual(counters(await run.result()), { processed: 4, replayed: 4, enqueued: 4, skipped: 0, failed: 0 });
+      });
+    } finally {
+      holder.release();
+    }
+    assert.deepEqual(await statusCounts(h.pool), { pending: 3, dead_letter: 1 });
+  });
+
   describe('CLI', () => {
     const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
     const usage: Array<[string[], RegExp]> = [

@@ -508,6 +508,11 @@ export async function replaySelectAndReset(
   const params: unknown[] = [runKey];
   const where = replayPredicate(filter, eventIds, params);
   params.push(size);
+  // Rows this run reset already: last_replay_run names only the newest run that reset a row, and a row this run
+  // reset, then another replay, then delivery dead-lettered again would be reset a second time; its audit row
+  // (run, event) then broke the batch on the primary key, retried forever. The audit is what this run did.
+  const notThisRunsYet = `o.last_replay_run IS DISTINCT FROM $1
+        AND NOT EXISTS (SELECT 1 FROM webhook_replay_audit a WHERE a.run_key = $1 AND a.event_id = o.event_id)`;
   // `= ANY(ARRAY(...))` rather than a join: with stale statistics (a table truncated, or grown since its last
   // ANALYZE) the planner could pick a nested loop that scans the whole table once per candidate.
   // One statement: `candidates` is the selection; `locked` re-checks each candidate once its row lock is
@@ -520,11 +525,11 @@ export async function replaySelectAndReset(
   const { rows } = await client.query<{ selected: string; replayed: string; skipped_ordinals: number[] }>(
     `WITH candidates AS (
        SELECT o.event_id, row_number() OVER (ORDER BY o.updated_at, o.event_id)::int AS ordinal FROM webhook_outbox o
-        WHERE ${where} AND o.last_replay_run IS DISTINCT FROM $1
+        WHERE ${where} AND ${notThisRunsYet}
         ORDER BY o.updated_at, o.event_id LIMIT $${params.length}),
      locked AS (
        SELECT o.event_id, o.status, o.attempts, o.last_status_code, o.last_error FROM webhook_outbox o
-        WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM candidates)) AND ${where} AND o.last_replay_run IS DISTINCT FROM $1
+        WHERE o.event_id = ANY(ARRAY(SELECT event_id FROM candidates)) AND ${where} AND ${notThisRunsYet}
         FOR UPDATE),
      reset AS (
        UPDATE webhook_outbox w
