@@ -349,6 +349,12 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
       [['--status-code', '5x'], /use a status code such as 503, or a class such as 5xx/],
       [['--event-ids', 'no/such/ids.txt'], /--event-ids no\/such\/ids.txt: no such file/],
       [['--limit', '0'], /--limit must be a whole number >= 1/],
+      // An empty value (a script's unset variable) must not drop the filter and widen the replay to every dead letter.
+      [['--event-ids', ''], /--event-ids '': empty; pass a file with one event id a line/],
+      [['--event-type', ' '], /--event-type ' ': empty; pass an event type, or leave the flag out to replay every type/],
+      [['--event-type', 'type_a', '--event-type', ''], /--event-type '': empty/],
+      [['--since', ''], /--since '': empty; use ISO 8601/],
+      [['--until', ''], /--until '': empty; use ISO 8601/],
     ];
     for (const [args, message] of usage) {
       it(`usage error: ${args.join(' ')}`, async () => {

@@ -52,8 +52,24 @@ function isoTimestamp(flag: string, value: string): string {
   return new Date(ms).toISOString();
 }
 
+/**
+ * A filter flag given an empty value (a script's unset variable: `--event-ids "$IDS"`) used to be dropped, which
+ * widened the replay to every dead letter up to --limit instead of the few the operator named.
+ */
+function refuseEmptyFilters(opts: ReplayCommandOptions): void {
+  const empty = (value: string | undefined) => value !== undefined && value.trim() === '';
+  if (empty(opts.eventIds)) throw new UsageError(`--event-ids '${opts.eventIds}': empty; pass a file with one event id a line`);
+  for (const type of opts.eventType) {
+    if (empty(type)) throw new UsageError(`--event-type '${type}': empty; pass an event type, or leave the flag out to replay every type`);
+  }
+  for (const [flag, value] of [['--since', opts.since], ['--until', opts.until]] as const) {
+    if (empty(value)) throw new UsageError(`${flag} '${value}': empty; use ISO 8601, e.g. 2026-02-17T00:00:00Z, or leave the flag out`);
+  }
+}
+
 /** Checks every flag before anything starts, turning them into the filter the workflow carries. */
 export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
+  refuseEmptyFilters(opts);
   if (!(OUTBOX_STATUSES as readonly string[]).includes(opts.status)) {
     throw new UsageError(`--status ${opts.status}: use one of ${OUTBOX_STATUSES.join(', ')}`);
   }
@@ -61,7 +77,7 @@ export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
   if (status === 'delivered' && !opts.resendDelivered) {
     throw new UsageError('--status delivered resends events the receiver already accepted; add --resend-delivered to mean it');
   }
-  const filter: ReplayFilter = { status, eventTypes: opts.eventType.map((t) => t.trim()).filter(Boolean) };
+  const filter: ReplayFilter = { status, eventTypes: opts.eventType.map((t) => t.trim()) };
   if (opts.since) filter.since = isoTimestamp('--since', opts.since);
   if (opts.until) filter.until = isoTimestamp('--until', opts.until);
   if (filter.since && filter.until && filter.since >= filter.until) throw new UsageError('--since must be earlier than --until');
