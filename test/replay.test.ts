@@ -339,6 +339,30 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     assert.deepEqual(await statusCounts(h.pool), { pending: 3, dead_letter: 1 });
   });
 
+  it('paused, resumed and continued as new while dead letters arrive: the counters are the audit, every row once', async () => {
+    await seedStates(h.pool, [{ prefix: 'can', count: 20, status: 'dead_letter', code: 503 }]);
+    await withWorker(taskQueue, async () => {
+      const run = await start({}, { batchSize: 3, batchesPerRun: 2, limit: 100 });
+      await run.signal('pause');
+      await waitFor('the run paused', async () => (await run.query<ReplayProgress>('progress')).phase === 'paused');
+      const held = await run.query<ReplayProgress>('progress');
+      // Delivery dead-letters more events while the run holds; they are part of the selection when it goes on.
+      await seedStates(h.pool, [{ prefix: 'late', count: 5, status: 'dead_letter', code: 500 }]);
+      await run.signal('resume');
+      const summary = await run.result();
+      assert.ok(held.processed < 25, `paused at ${held.processed}`);
+      assert.deepEqual(counters(summary), { processed: 25, replayed: 25, enqueued: 25, skipped: 0, failed: 0 });
+      const { rows } = await h.pool.query<{ n: string; d: string }>(
+        'SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM webhook_replay_audit WHERE run_key = $1',
+        [summary.runKey],
+      );
+      assert.deepEqual([Number(rows[0]!.n), Number(rows[0]!.d)], [25, 25]);
+      const described = await h.env.client.workflow.getHandle(run.workflowId, run.firstExecutionRunId).describe();
+      assert.equal(described.status.name, 'CONTINUED_AS_NEW');
+    });
+    assert.deepEqual(await statusCounts(h.pool), { pending: 25 });
+  });
+
   describe('CLI', () => {
     const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
     const usage: Array<[string[], RegExp]> = [
