@@ -363,6 +363,23 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     assert.deepEqual(await statusCounts(h.pool), { pending: 25 });
   });
 
+  it('two replays over the same dead letters at once: each row reset by one of them, once; each run counts what its audit holds', async () => {
+    await seedStates(h.pool, [{ prefix: 'both', count: 3000, status: 'dead_letter', code: 503 }]);
+    await withWorker(taskQueue, async () => {
+      const [a, b] = await Promise.all([start({}, { batchSize: 200, limit: 5000 }), start({}, { batchSize: 150, limit: 5000 })]);
+      const runs = await Promise.all([a.result(), b.result()]);
+      assert.equal(runs[0].replayed + runs[1].replayed, 3000);
+      for (const run of runs) {
+        assert.equal(run.processed, run.replayed + run.skipped);
+        const { rows } = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_audit WHERE run_key = $1', [run.runKey]);
+        assert.equal(Number(rows[0]!.n), run.replayed);
+      }
+    });
+    const { rows } = await h.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM webhook_replay_audit');
+    assert.deepEqual([Number(rows[0]!.n), Number(rows[0]!.d)], [3000, 3000]);
+    assert.deepEqual(await statusCounts(h.pool), { pending: 3000 });
+  });
+
   describe('CLI', () => {
     const NOWHERE = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
     const usage: Array<[string[], RegExp]> = [
