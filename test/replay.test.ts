@@ -406,6 +406,19 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
       });
     }
 
+    it('--event-type matches a type as written as well as trimmed: types a backfill kept with spaces can be replayed', async () => {
+      await seedStates(h.pool, [
+        { prefix: 'spaced', count: 3, status: 'dead_letter', eventType: 'member_joined ', code: 503 },
+        { prefix: 'plain', count: 2, status: 'dead_letter', eventType: 'member_joined', code: 503 },
+      ]);
+      await withWorker(taskQueue, async () => {
+        const dry = await runCli(['webhook-replay-dlq', '--dry-run', '--event-type', 'member_joined ', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(dry.code, 0, dry.stderr);
+        const summary = JSON.parse(dry.stdout.trimEnd().split('\n').at(-1)!) as { processed: number; by_event_type: Record<string, number> };
+        assert.deepEqual(summary.by_event_type, { 'member_joined ': 3, member_joined: 2 });
+      });
+    });
+
     it("prints the runbook's lines, the dry-run breakdown, and --json last", async () => {
       await seedStates(h.pool, MIX);
       await withWorker(taskQueue, async () => {

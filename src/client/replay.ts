@@ -67,6 +67,15 @@ function refuseEmptyFilters(opts: ReplayCommandOptions): void {
   }
 }
 
+/**
+ * Each --event-type names its type as written and trimmed, as --event-ids lines do: a backfill keeps event_type
+ * exactly as its file had it, so trimming alone selected 'member_joined' when asked for 'member_joined ' and left
+ * the type asked for impossible to replay by type.
+ */
+function eventTypesFrom(flags: string[]): string[] {
+  return [...new Set(flags.flatMap((t) => [t.trim(), t]))];
+}
+
 /** Checks every flag before anything starts, turning them into the filter the workflow carries. */
 export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
   refuseEmptyFilters(opts);
@@ -77,7 +86,7 @@ export function replayFilterFrom(opts: ReplayCommandOptions): ReplayFilter {
   if (status === 'delivered' && !opts.resendDelivered) {
     throw new UsageError('--status delivered resends events the receiver already accepted; add --resend-delivered to mean it');
   }
-  const filter: ReplayFilter = { status, eventTypes: opts.eventType.map((t) => t.trim()) };
+  const filter: ReplayFilter = { status, eventTypes: eventTypesFrom(opts.eventType) };
   if (opts.since) filter.since = isoTimestamp('--since', opts.since);
   if (opts.until) filter.until = isoTimestamp('--until', opts.until);
   if (filter.since && filter.until && filter.since >= filter.until) throw new UsageError('--since must be earlier than --until');
