@@ -510,9 +510,11 @@ export async function replaySelectAndReset(
   params.push(size);
   // Rows this run reset already: last_replay_run names only the newest run that reset a row, and a row this run
   // reset, then another replay, then delivery dead-lettered again would be reset a second time; its audit row
-  // (run, event) then broke the batch on the primary key, retried forever. The audit is what this run did.
+  // (run, event) then broke the batch on the primary key, retried forever. The audit is what this run did. Only a
+  // row some replay has reset can be in it: a dead letter never replayed (most of them) costs no probe.
   const notThisRunsYet = `o.last_replay_run IS DISTINCT FROM $1
-        AND NOT EXISTS (SELECT 1 FROM webhook_replay_audit a WHERE a.run_key = $1 AND a.event_id = o.event_id)`;
+        AND (o.last_replay_run IS NULL
+             OR NOT EXISTS (SELECT 1 FROM webhook_replay_audit a WHERE a.run_key = $1 AND a.event_id = o.event_id))`;
   // `= ANY(ARRAY(...))` rather than a join: with stale statistics (a table truncated, or grown since its last
   // ANALYZE) the planner could pick a nested loop that scans the whole table once per candidate.
   // One statement: `candidates` is the selection; `locked` re-checks each candidate once its row lock is
