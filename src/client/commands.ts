@@ -108,15 +108,20 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
               agent,
             }
           : undefined;
-      const worker = await createWorker({
-        connection,
-        namespace: target.namespace,
-        taskQueue: config.taskQueue,
-        pool,
-        delivery,
-        metrics,
-        inputRoots: config.inputRoots,
-      });
+      let worker: Awaited<ReturnType<typeof createWorker>>;
+      try {
+        worker = await createWorker({
+          connection,
+          namespace: target.namespace,
+          taskQueue: config.taskQueue,
+          pool,
+          delivery,
+          metrics,
+          inputRoots: config.inputRoots,
+        });
+      } catch (err) {
+        throw new RunError(explainWorkerStartError(err, target.address, target.namespace));
+      }
       const attributes = await checkSearchAttributes(connection.operatorService, target.namespace);
       if (attributes.ok !== true) logger.warn(attributes.message, attributes.ok === false ? { missingSearchAttributes: attributes.missing } : {});
       logger.info(`polling task queue '${config.taskQueue}' on ${target.address} (namespace ${target.namespace})`, {
@@ -156,6 +161,21 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
   } finally {
     await pool.end();
   }
+}
+
+/**
+ * Why the Temporal worker could not start. The server answers a namespace it does not know with a raw gRPC status
+ * (bytes and all) that names no setting, though the fix is always the same one: the namespace setting.
+ */
+export function explainWorkerStartError(err: unknown, address: string, namespace: string): string {
+  const message = ((err as Error).message ?? String(err)).split('\n')[0]!;
+  if (/Namespace .* (was )?not found|NamespaceNotFound/i.test(message)) {
+    return (
+      `namespace '${namespace}' does not exist on Temporal at ${address}; set TEMPORAL_NAMESPACE (or your ` +
+      `TEMPORAL_PROFILE's namespace) to one that exists, or create it: temporal operator namespace create --namespace ${namespace}`
+    );
+  }
+  return `cannot start the worker on Temporal at ${address}, namespace '${namespace}' (${message})`;
 }
 
 export async function runTemporalServer(
