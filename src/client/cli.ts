@@ -410,7 +410,7 @@ export function buildProgram(out: Output): Command {
       'Run the Temporal worker (workflows and activities) on GOTONG_TASK_QUEUE until SIGINT/SIGTERM. With WEBHOOK_URL ' +
         'set it also polls GOTONG_TASK_QUEUE-delivery, where delivery passes run, and makes sure the delivery dispatchers run.',
     )
-    .option('--no-migrate', 'do not apply pending database migrations at start')
+    .option('--no-migrate', 'do not apply pending database migrations at start (and refuse to start while one is missing)')
     .option(
       '--dispatchers <n>',
       'delivery dispatcher shards to run (webhook-dispatcher/0..n-1; needs WEBHOOK_URL; 0: leave them alone); ' +

@@ -60,18 +60,26 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
   const { describeDifferences } = await import('../delivery/fleet');
   const pool = createPool(config.databaseUrl, 20);
   try {
+    let pending: string[] = [];
     try {
       if (opts.migrate) {
         await ensureDatabase(config.databaseUrl);
         await migrate(pool, undefined, { log: (line) => logger.info(line) });
       } else {
         await pool.query('SELECT 1 FROM webhook_outbox LIMIT 1');
-        const pending = await pendingMigrations(pool);
-        if (pending.length > 0) logger.warn(`migrations not applied yet: ${pending.join(', ')}; run 'gotong-worker migrate'`);
+        pending = await pendingMigrations(pool);
       }
     } catch (err) {
       const hint = (err as { code?: string }).code === '42P01' ? "the schema is missing; run 'gotong-worker migrate'" : '';
       throw new RunError(hint || explainDatabaseError(err, config.databaseUrl));
+    }
+    // This release's code reads and writes what its migrations create: polling without them would take runs it can
+    // only fail (a missing table retried for ever), while the workers of the release before still serve them.
+    if (pending.length > 0) {
+      throw new RunError(
+        `the database lacks migrations this release needs: ${pending.join(', ')}; run 'gotong-worker migrate' ` +
+          '(once per deploy, before the workers; or wait for the one under way), then start this worker again',
+      );
     }
     const target = temporalTarget();
     try {
