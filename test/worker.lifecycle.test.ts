@@ -78,6 +78,33 @@ describe('worker process lifecycle (SIGTERM, SIGINT)', function () {
     });
   }
 
+  it('SIGTERM while requests hang: what was claimed and not sent goes back at once, not after the request timeout', async () => {
+    // Every request hangs until the worker's 20 s deadline: a supervisor's grace period (docker's 10 s) may end first.
+    receiver = await new TestReceiver([SECRET], () => 'hang').start();
+    await seedEvents(h.pool, 'hang', 200);
+    const worker = startWorker(
+      h,
+      {
+        WEBHOOK_URL: receiver.url,
+        GOTONG_TASK_QUEUE: uniqueTaskQueue('lifecycle-hang'),
+        WEBHOOK_BATCH_SIZE: '100',
+        WEBHOOK_CONCURRENCY: '5',
+        WEBHOOK_TIMEOUT_MS: '20000',
+      },
+      ['--dispatchers', '1'],
+    );
+    procs.push(worker);
+    await waitFor('five requests hanging', async () => receiver!.received.length >= 5, 60_000, 20);
+    const inFlight = async () => Number((await h.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_outbox WHERE status = 'in_flight'`)).rows[0]!.n);
+    assert.ok((await inFlight()) > 5, 'the pass holds more than it is sending');
+    worker.child.kill('SIGTERM');
+    await waitFor('only the hanging requests still leased', async () => (await inFlight()) <= 5 || !alive(worker), 10_000, 50);
+    assert.ok(alive(worker), 'the worker still waits for its requests');
+    await exited(worker.child);
+    assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-3000));
+    assert.deepEqual(await statusCounts(h.pool), { pending: 195, retrying: 5 });
+  });
+
   it('SIGTERM mid-backfill batch: exits 0 soon, the run finishes on another worker with exact counts', async () => {
     const taskQueue = uniqueTaskQueue('lifecycle-backfill');
     const file = generatedFile(`term-${randomUUID()}`, { valid: 150_000, dupEvery: 17, failEvery: 1_999 });

@@ -157,7 +157,9 @@ export class ClaimQueue {
     this.queue = [];
     this.head = 0;
     for (const event of unsent) this.finished(event);
-    return releaseClaims(this.pool, this.leaseOwner, unsent.map((e) => e.event_id));
+    const ids = unsent.map((e) => e.event_id);
+    // After the claim or renewal under way, which update the same rows: one at a time, they cannot deadlock.
+    return this.leaseStatement(() => releaseClaims(this.pool, this.leaseOwner, ids));
   }
 
   get bytesPerEvent(): number | null {

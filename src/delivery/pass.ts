@@ -54,6 +54,8 @@ class Pass {
   private sending = 0;
   private sendersDone: () => void = () => undefined;
   private sendError: unknown;
+  /** What was handed back as soon as the pass was asked to stop (see handBackOnStop). */
+  private handedBack: Promise<number> | null = null;
 
   constructor(
     private readonly pool: Pool,
@@ -100,7 +102,19 @@ class Pass {
 
   private tick(): void {
     this.hooks.heartbeat({ answered: this.tally.answered, claimed: this.claims.claimed });
+    if (this.hooks.cancelled()) this.handBackOnStop();
     this.claims.renewIfDue(Date.now());
+  }
+
+  /**
+   * Asked to stop (a cancel, or its worker shutting down): what was claimed and not yet sent goes back now, not once
+   * the requests in flight end, which against a hanging receiver is a request timeout away: a supervisor that kills
+   * the worker before then (docker's 10 s, a timeout over a pod's 30 s grace) would leave it leased until the lease
+   * ran out. If this statement fails, those events wait for their lease, as after a crash.
+   */
+  private handBackOnStop(): void {
+    if (this.handedBack || this.claims.unsent === 0) return;
+    this.handedBack = this.claims.release([]).catch(() => 0);
   }
 
   private get mustStop(): boolean {
@@ -237,9 +251,9 @@ class Pass {
   private async finish(): Promise<DeliverPassResult> {
     // A claim that landed after the pass stopped holds events nobody will send: they are handed back with the rest.
     await this.claims.settle();
-    let released = 0;
+    let released = (await this.handedBack) ?? 0;
     try {
-      released = await this.claims.release(this.notSent);
+      released += await this.claims.release(this.notSent);
     } catch (err) {
       // A failed outcome write is the error to report; both usually mean the database is unreachable.
       if (!this.recorder.failed) throw err;
