@@ -65,6 +65,7 @@ describe('worker process lifecycle (SIGTERM, SIGINT)', function () {
       assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-3000));
       const leased = await h.pool.query('SELECT 1 FROM webhook_outbox WHERE lease_owner IS NOT NULL');
       assert.equal(leased.rowCount, 0, 'every claim handed back');
+      assert.ok(new RegExp(`"msg":"${signal}: stopping`).test(worker.stderr), 'it says why it stops');
       assert.ok(/"msg":"worker stopped"/.test(worker.stderr), 'it says it stopped');
       const { rows: mismatched } = await h.pool.query(
         `SELECT o.event_id FROM webhook_outbox o
@@ -103,6 +104,27 @@ describe('worker process lifecycle (SIGTERM, SIGINT)', function () {
     await exited(worker.child);
     assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-3000));
     assert.deepEqual(await statusCounts(h.pool), { pending: 195, retrying: 5 });
+  });
+
+  it('a second SIGTERM while the first waits for hanging requests: says so and ends at once, killed by that signal', async () => {
+    receiver = await new TestReceiver([SECRET], () => 'hang').start();
+    await seedEvents(h.pool, 'again', 50);
+    const worker = startWorker(
+      h,
+      { WEBHOOK_URL: receiver.url, GOTONG_TASK_QUEUE: uniqueTaskQueue('lifecycle-again'), WEBHOOK_CONCURRENCY: '5', WEBHOOK_TIMEOUT_MS: '30000' },
+      ['--dispatchers', '1'],
+    );
+    procs.push(worker);
+    await waitFor('five requests hanging', async () => receiver!.received.length >= 5, 60_000, 20);
+    worker.child.kill('SIGTERM');
+    await waitFor('the stop announced', async () => /"msg":"SIGTERM: stopping/.test(worker.stderr), 10_000, 20);
+    assert.ok(alive(worker), 'the first signal waits for the requests in flight');
+    await stopWith(worker, 'SIGTERM');
+    // As a second signal did before it was logged: a supervisor still sees the process killed by SIGTERM.
+    assert.equal(worker.child.signalCode, 'SIGTERM');
+    const last = JSON.parse(worker.stderr.trimEnd().split('\n').at(-1)!) as { level: string; msg: string };
+    assert.equal(last.level, 'warn');
+    assert.match(last.msg, /^SIGTERM again: exiting now/);
   });
 
   it('SIGTERM mid-backfill batch: exits 0 soon, the run finishes on another worker with exact counts', async () => {

@@ -59,6 +59,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
   const { createDeliveryAgent } = await import('../delivery/http');
   const { describeDifferences } = await import('../delivery/fleet');
   const pool = createPool(config.databaseUrl, 20);
+  let stopSignals: (() => void) | undefined;
   try {
     let pending: string[] = [];
     try {
@@ -90,6 +91,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
           'choose another --metrics-port or GOTONG_METRICS_PORT, or unset it',
       );
     }
+    stopSignals = announceStopSignals(logger);
     const meter = Runtime.instance().metricMeter;
     const metrics = opts.metricsAddress ? new WorkerMetrics(meter) : undefined;
     const stopGauges = opts.metricsAddress
@@ -167,8 +169,38 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       await agent?.close();
     }
   } finally {
+    stopSignals?.();
     await pool.end();
   }
+}
+
+/**
+ * The Temporal runtime drains the workers on SIGINT/SIGTERM and then stops listening, so a second signal used to
+ * kill the process without a word: the log showed a drain that never finished. Both are said now; the second
+ * still ends the process by its signal, as a supervisor expects of a kill.
+ */
+function announceStopSignals(logger: OperatorLogger): () => void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!stopping) {
+      stopping = true;
+      logger.info(
+        `${signal}: stopping; delivery passes hand back what they have not sent and wait for their requests in flight ` +
+          '(at most their timeout), batches in flight roll back and are retried by another worker; a second signal exits at once',
+      );
+      return;
+    }
+    logger.warn(`${signal} again: exiting now; events whose requests were in flight are taken back once their leases end`);
+    dispose();
+    process.kill(process.pid, signal);
+  };
+  const dispose = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return dispose;
 }
 
 /**
