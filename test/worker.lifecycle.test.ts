@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dispatcherWorkflowId } from '../src/shared/delivery';
 import { alive, spawnCli, type Proc } from './helpers/cli-process';
 import { generatedFile } from './helpers/files';
@@ -184,5 +185,45 @@ describe('worker process started with bad settings', function () {
     assert.doesNotMatch(entry.msg, /Status \{ code/, 'no raw gRPC status');
     const errors = result.stderr.trimEnd().split('\n').filter((line) => /"level":"error"/.test(line));
     assert.equal(errors.length, 1, `one error entry: ${errors.join('\n')}`);
+  });
+
+  it('Temporal refusing the connection that checks the dispatchers: a warning, and the worker keeps serving', async () => {
+    // A proxy in front of Temporal that lets only the worker's own connection through, as a server that stops
+    // accepting new connections right after the worker connected would.
+    const h = getHarness();
+    const [host, port] = h.env.address.split(':');
+    const sockets: Socket[] = [];
+    let connections = 0;
+    const proxy: Server = createServer((client) => {
+      sockets.push(client);
+      if (++connections > 1) return client.destroy();
+      const upstream = connect(Number(port), host);
+      sockets.push(upstream);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const worker = spawnCli(['worker', '--no-migrate', '--dispatchers', '1'], {
+      TEMPORAL_ADDRESS: address,
+      DATABASE_URL: h.databaseUrl,
+      GOTONG_TASK_QUEUE: uniqueTaskQueue('dispatcher-check'),
+      GOTONG_LOG_FORMAT: 'json',
+      WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+      WEBHOOK_SECRET: SECRET,
+    });
+    try {
+      await waitFor('the check to fail, or the worker to end', async () => /could not check the delivery dispatchers/.test(worker.stderr) || !alive(worker), 60_000, 50);
+      assert.ok(alive(worker), `the worker ended: ${worker.stderr.slice(-1500)}`);
+      assert.match(worker.stderr, /"level":"warn","source":"gotong","msg":"could not check the delivery dispatchers: /);
+      await stopWith(worker, 'SIGTERM');
+      assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-1500));
+    } finally {
+      if (alive(worker)) worker.child.kill('SIGKILL');
+      await exited(worker.child);
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    }
   });
 });

@@ -147,8 +147,11 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
       if (!config.webhook) {
         logger.info('delivery is off on this worker: set WEBHOOK_URL and WEBHOOK_SECRET to deliver the outbox');
       } else if (opts.dispatchers !== 0) {
-        const client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
+        // A connection of its own (a client's, not the worker's), so connecting belongs to the check: Temporal refusing
+        // it must not end a worker that is already serving.
+        let client: Client | undefined;
         try {
+          client = new Client({ connection: await Connection.connect(target.connectionOptions), namespace: target.namespace });
           const result = await ensureDispatchers(client, config.taskQueue, opts.dispatchers, config.dispatcher);
           logger.info(`dispatchers ${result.started ? 'started' : 'running'}: ${result.ids.join(', ')}`, { dispatchers: result.ids });
           if (result.differences.length > 0) logger.warn(describeDifferences(result.differences));
@@ -156,7 +159,7 @@ async function runWorkerUntilStopped(config: AppConfig, opts: WorkerCommandOptio
           // The worker itself is fine: it keeps serving its task queues.
           logger.warn(`could not check the delivery dispatchers: ${(err as Error).message}; see 'gotong-worker delivery status'`);
         } finally {
-          await client.connection.close();
+          await client?.connection.close();
         }
       }
       // Runs until SIGINT/SIGTERM, which the Temporal runtime turns into a graceful shutdown.
