@@ -68,6 +68,20 @@ describe('delivery parts (pure logic)', () => {
       assert.equal(pacer.nextSlotAt, 5_000);
     });
 
+    it('a pass stopped while it waits for a distant slot stops waiting within a second, using no slot', async function () {
+      // At the lowest rate (0.01/s) a slot is 100 s away: a worker asked to stop must not wait for it.
+      this.timeout(5_000);
+      const slot = Date.now() + 100_000;
+      const pacer = new Pacer(100_000, slot, Date.now());
+      let stopped = false;
+      const waiting = pacer.wait(() => stopped);
+      // Once its turn has begun, it is asleep until the slot.
+      await new Promise((resolve) => setImmediate(resolve));
+      stopped = true;
+      await waiting;
+      assert.equal(pacer.nextSlotAt, slot);
+    });
+
     it('counts the slots that start before a time, after those already promised', () => {
       const pacer = new Pacer(1000, 1_000, 0);
       assert.equal(pacer.slotsBefore(1_000, 0), 0);

@@ -128,6 +128,23 @@ describe('worker process lifecycle (SIGTERM, SIGINT)', function () {
     assert.match(last.msg, /^SIGTERM again: exiting now/);
   });
 
+  it('SIGTERM while a slow rate keeps the next slot 50 s away: exits 0 within seconds, its claims handed back', async () => {
+    receiver = await new TestReceiver([SECRET]).start();
+    await seedEvents(h.pool, 'slow', 20);
+    const worker = startWorker(
+      h,
+      { WEBHOOK_URL: receiver.url, GOTONG_TASK_QUEUE: uniqueTaskQueue('lifecycle-slow'), WEBHOOK_RATE_LIMIT: '0.02' },
+      ['--dispatchers', '1'],
+    );
+    procs.push(worker);
+    await waitFor('the first slot used', async () => receiver!.received.length >= 1, 60_000, 50);
+    worker.child.kill('SIGTERM');
+    // The next slot is 50 s away; a supervisor's grace period is not.
+    await waitFor('the worker to exit', async () => !alive(worker), 15_000, 50);
+    assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-3000));
+    assert.deepEqual(await statusCounts(h.pool), { delivered: 1, pending: 19 });
+  });
+
   it('SIGTERM mid-backfill batch: exits 0 soon, the run finishes on another worker with exact counts', async () => {
     const taskQueue = uniqueTaskQueue('lifecycle-backfill');
     const file = generatedFile(`term-${randomUUID()}`, { valid: 150_000, dupEvery: 17, failEvery: 1_999 });

@@ -1,3 +1,6 @@
+/** How long a sender waiting for its slot goes without looking whether its pass was stopped. */
+const STOP_CHECK_MS = 1_000;
+
 /**
  * Deliveries-per-second slots for one dispatcher shard. Slots continue from the previous pass's next free slot
  * (passed through the workflow), so back-to-back passes keep the rate instead of each starting with a burst.
@@ -25,9 +28,12 @@ export class Pacer {
   wait(stopped: () => boolean): Promise<void> {
     const turn = this.queue.then(async () => {
       if (stopped()) return;
-      // A timer may fire a millisecond before the wall clock reaches its slot: wait again until it has.
+      // A timer may fire a millisecond before the wall clock reaches its slot: wait again until it has. At low rates a
+      // slot is up to 100 s away, so the wait looks up every second: a pass asked to stop (its worker shutting down)
+      // must not outlast a supervisor's grace period asleep.
       for (let wait = this.next - Date.now(); wait > 0; wait = this.next - Date.now()) {
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, STOP_CHECK_MS)));
+        if (stopped()) return;
       }
       if (stopped()) return;
       this.next = Math.max(this.next, Date.now()) + this.intervalMs;
