@@ -140,7 +140,9 @@ describe('worker process lifecycle (SIGTERM, SIGINT)', function () {
     await waitFor('the first slot used', async () => receiver!.received.length >= 1, 60_000, 50);
     worker.child.kill('SIGTERM');
     // The next slot is 50 s away; a supervisor's grace period is not.
-    await waitFor('the worker to exit', async () => !alive(worker), 15_000, 50);
+    await waitFor('the worker to exit', async () => !alive(worker), 15_000, 50).catch((err: Error) => {
+      throw new Error(`${err.message}: ${worker.stderr.slice(-4000)}`);
+    });
     assert.equal(worker.child.exitCode, 0, worker.stderr.slice(-3000));
     assert.deepEqual(await statusCounts(h.pool), { delivered: 1, pending: 19 });
   });
