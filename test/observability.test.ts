@@ -180,5 +180,11 @@ describe('observability: pure parts', () => {
         "WorkflowType = 'webhookRecoveryRunbook' AND ExecutionStatus IN ('Running', 'Failed', 'Canceled') AND WorkflowId STARTS_WITH 'webhook-runbook/x'",
       );
     });
+    it('--awaiting-approval lists running runbooks only: one terminated at its gate keeps the outcome it last wrote', () => {
+      assert.equal(
+        visibilityQuery('runbook', listFilterFrom({ kind: ['runbook'], state: [], awaitingApproval: true })),
+        "WorkflowType = 'webhookRecoveryRunbook' AND ExecutionStatus = 'Running' AND GotongOutcome = 'awaiting-approval'",
+      );
+    });
   });
 });

@@ -92,9 +92,10 @@ describe('attached commands say why a run is not moving (real Temporal, PostgreS
         // The step's backfill goes on and ends: its step line follows (a "moving again" line only if a look falls before the end).
         await waitFor('the gate after step 1', async () => /step 1\/6 .*awaiting-approval/.test(runbook.stdout) || !alive(runbook), 60_000);
         assert.ok(alive(runbook), stderrTail(runbook));
-        runbook.child.kill('SIGINT');
+        // Rejected, not terminated: a run terminated at its gate would go on being listed as awaiting approval.
+        const rejected = await runCli(['reject', /started (\S+)/.exec(runbook.stderr)![1]!, '--reason', 'test over'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(rejected.code, 0, rejected.stderr);
         await exited(runbook.child);
-        await h.env.client.workflow.getHandle(/started (\S+)/.exec(runbook.stderr)![1]!).terminate('test over');
       });
     } finally {
       if (locked) await locker.query('ROLLBACK');

@@ -152,7 +152,7 @@ describe('operator view: user metadata, search attributes and handler descriptio
   it('the temporal CLI lists runs by search attribute and reads each query, the metadata and the descriptions', async () => {
     const backfills = await temporalList(h, `GotongKind="backfill" AND GotongDryRun=true AND GotongSourceFile="${fileName(backfillFile)}"`);
     assert.deepEqual(backfills.map((r) => r.execution.workflowId), [backfillId]);
-    const waiting = await temporalList(h, 'GotongKind="runbook" AND GotongOutcome="awaiting-approval"');
+    const waiting = await temporalList(h, 'GotongKind="runbook" AND GotongOutcome="awaiting-approval" AND ExecutionStatus="Running"');
     assert.deepEqual(waiting.map((r) => r.execution.workflowId), [runbook.workflowId]);
 
     const progress = await temporalJson<{ queryResult: Array<{ phase: string; processed: number }> }>(h, ['workflow', 'query', '--workflow-id', backfillId, '--name', 'progress']);
@@ -289,7 +289,7 @@ describe('operator view: user metadata, search attributes and handler descriptio
     const ns = () => h.env.namespace ?? 'default';
 
     it('filters the list by a search attribute', async () => {
-      const query = encodeURIComponent(`GotongKind="runbook" AND GotongOutcome="awaiting-approval"`);
+      const query = encodeURIComponent(`GotongKind="runbook" AND GotongOutcome="awaiting-approval" AND ExecutionStatus="Running"`);
       await page.goto(`${h.uiUrl}/namespaces/${ns()}/workflows?query=${query}`);
       await waitForTexts(page, [runbook.workflowId], 'list filtered by GotongOutcome');
       const body = await bodyText(page);

@@ -66,7 +66,10 @@ export function listFilterFrom(opts: Pick<ListCommandOptions, 'kind' | 'state' |
  */
 export function visibilityQuery(kind: RunKind, filter: ListFilter): string {
   const clauses = [`WorkflowType = '${RUN_KINDS[kind]}'`];
-  if (filter.states.length > 0) {
+  if (filter.awaitingApproval) {
+    // A runbook terminated or timed out at its gate keeps the last outcome its code wrote: only a running one waits.
+    clauses.push(`ExecutionStatus = '${RUN_STATES.running}'`);
+  } else if (filter.states.length > 0) {
     clauses.push(`ExecutionStatus IN (${filter.states.map((s) => `'${RUN_STATES[s]}'`).join(', ')})`);
   } else {
     clauses.push(`ExecutionStatus != '${RUN_STATES.continued_as_new}'`);
