@@ -206,7 +206,6 @@ export function endingJson(workflowId: string, ending: RunEnding, last: RunbookP
 }
 
 /** The final report as one JSON object, snake_case throughout (the breakdowns keep event types and codes as keys). */
-
 export function reportJson(workflowId: string, r: RunbookReport): string {
   const continues = r.procedure?.continues;
   return JSON.stringify({
@@ -456,8 +455,8 @@ export async function followRunbook(
   })();
 
   let report: RunbookReport | undefined;
-  // Ended without a report of its own (terminated, timed out, failed outside a step, or no longer watched).
-  let ending: { ending: RunEnding; line: string } | undefined;
+  // How it ended when it ended without a report of its own (terminated, cancelled, timed out, failed outside a step).
+  let ending: RunEnding | undefined;
   try {
     report = await Promise.race([result, interrupt.fired.then(() => detach('webhook-runbook', workflowId, namespace, out, { approve: true }))]);
   } catch (err) {
@@ -470,13 +469,9 @@ export async function followRunbook(
       // The server has not answered for half an hour: a last look would only wait on it too.
       if (opts.json) out.log(endingJson(workflowId, { status: 'unknown', reason: err.message }, latest));
       throw new RunError(`${LABEL} ${printable(err.message)}`);
-    } else {
-      report = stoppedReport(err) ?? undefined;
-      if (!report) {
-        const why = runEnding(err);
-        ending = { ending: why, line: `${LABEL} ${workflowId} did not finish: ${printable(why.reason)}` };
-      }
     }
+    report = stoppedReport(err) ?? undefined;
+    if (!report) ending = runEnding(err);
   } finally {
     interrupt.dispose();
     finished = true;
@@ -486,9 +481,8 @@ export async function followRunbook(
   await printer.close();
   if (!report) {
     // Scripts reading --json still get one object, after the run's last lines, saying how it ended.
-    const { ending: how, line } = ending!;
-    if (opts.json) out.log(endingJson(workflowId, how, latest));
-    throw new RunError(line);
+    if (opts.json) out.log(endingJson(workflowId, ending!, latest));
+    throw new RunError(`${LABEL} ${workflowId} did not finish: ${printable(ending!.reason)}`);
   }
   const stoppedStep = report.stoppedAt ? report.steps[report.stoppedAt - 1] : undefined;
   if (stoppedStep?.workflowId && (stoppedStep.status === 'cancelled' || / was terminated /.test(stoppedStep.message ?? ''))) {
