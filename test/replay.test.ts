@@ -439,6 +439,36 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
         assert.ok(execLines.slice(0, -2).every((l) => /^\[webhook-replay-dlq\] progress processed=\d+ replayed=\d+ enqueued=\d+ skipped=\d+ failed=0$/.test(l)));
       });
     });
+
+    it('a dry run names the --until that makes its execute reset exactly what it counted, and says when --limit cut it', async () => {
+      await seedStates(h.pool, MIX);
+      await withWorker(taskQueue, async () => {
+        type DryJson = { processed: number; changed_before: string | null; more_beyond_limit: boolean | null };
+        const lastJson = (stdout: string) => JSON.parse(stdout.trimEnd().split('\n').at(-1)!) as DryJson;
+        const cut = await runCli(['webhook-replay-dlq', '--dry-run', '--limit', '25', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(cut.code, 0, cut.stderr);
+        assert.ok(cut.stdout.includes('[webhook-replay-dlq] more rows match than --limit let this dry run count'), cut.stdout);
+        assert.equal(lastJson(cut.stdout).processed, 25);
+        assert.equal(lastJson(cut.stdout).more_beyond_limit, true);
+
+        const whole = await runCli(['webhook-replay-dlq', '--dry-run', '--limit', '1000', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(whole.code, 0, whole.stderr);
+        const summary = lastJson(whole.stdout);
+        assert.equal(summary.more_beyond_limit, false);
+        assert.ok(!whole.stdout.includes('more rows match'), whole.stdout);
+        const bound = summary.changed_before;
+        assert.match(bound ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.ok(whole.stdout.includes(`[webhook-replay-dlq] to reset exactly these rows, execute with --until ${bound} (in place of any --until)`), whole.stdout);
+
+        // Dead letters that arrive after the dry run was read are not in its count: the bound leaves them.
+        await seedStates(h.pool, [{ prefix: 'late', count: 4, status: 'dead_letter', eventType: 'type_a', code: 500 }]);
+        const exec = await runCli(['webhook-replay-dlq', '--limit', '1000', '--until', bound!, '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(exec.code, 0, exec.stderr);
+        assert.equal(exec.stdout.trimEnd().split('\n').at(-2), '[webhook-replay-dlq] done processed=30 replayed=30 enqueued=30 skipped=0 failed=0 dry_run=false');
+        const { rows } = await h.pool.query<{ event_id: string }>(`SELECT event_id FROM webhook_outbox WHERE status = 'dead_letter' ORDER BY 1`);
+        assert.deepEqual(rows.map((r) => r.event_id.replace(/_\d+$/, '')), ['late', 'late', 'late', 'late']);
+      });
+    });
   });
 });
 

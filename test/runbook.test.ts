@@ -347,6 +347,45 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     });
   });
 
+  it('step 5 resets what step 4 counted: dead letters that arrive while its gate is open are left for another replay', async () => {
+    // Every tenth event is rejected until the receiver is fixed: 5 of 50 dead-lettered by step 3.
+    const file = generatedFile('rb_bound', { valid: 50 });
+    await withDelivery(async () => {
+      const handle = await start(input(file.path, { approval: 'manual', baseline: 2 }));
+      try {
+        const atGate = (step: number) => async () => {
+          const p = await handle.query<RunbookProgress>('progress');
+          return p.phase === 'awaiting-approval' && p.currentStep === step;
+        };
+        await waitFor('the gate after step 1', atGate(1));
+        assert.equal((await runCli(['approve', handle.workflowId])).code, 0);
+        await waitFor('the gate after step 4', atGate(4));
+        fixed = true;
+        const counted = (await handle.query<RunbookProgress>('progress')).steps[3]!.replay!;
+        assert.equal(counted.replayed, 5);
+        // Two more dead letters while the operator reads the dry run (live traffic, or the file's own retries).
+        await seedEvents(h.pool, 'late_dl', 2, 5, 'dead_letter');
+        assert.equal((await runCli(['approve', handle.workflowId])).code, 0);
+        const report = await handle.result();
+        assert.equal(report.outcome, 'completed');
+        const bound = report.steps[3]!.replay!.preview!.changedBefore;
+        assert.match(bound ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.deepEqual(figures(report.steps)[4]!.replay, { processed: 5, replayed: 5, enqueued: 5, skipped: 0, failed: 0, dryRun: false });
+        assert.equal(report.steps[4]!.message, `only dead letters changed before ${bound}, as the dry run counted`);
+        assert.equal(
+          formatStepLine(report.steps[4]!, handle.workflowId),
+          `[webhook-runbook] step 5/6 replay execute: passed processed=5 replayed=5 enqueued=5 skipped=0 failed=0; only dead letters changed before ${bound}, as the dry run counted`,
+        );
+        // The late ones are still dead letters (the --baseline 2 lets step 6 pass with them).
+        assert.deepEqual(report.steps[5]!.confirm && { deadLetters: report.steps[5]!.confirm.deadLetters, replayWaiting: report.steps[5]!.confirm.replayWaiting }, { deadLetters: 2, replayWaiting: 0 });
+        const { rows } = await h.pool.query<{ event_id: string }>(`SELECT event_id FROM webhook_outbox WHERE status = 'dead_letter' ORDER BY 1`);
+        assert.deepEqual(rows.map((r) => r.event_id), ['late_dl_0', 'late_dl_1']);
+      } finally {
+        fixed = true;
+      }
+    });
+  });
+
   it('reject at a gate (CLI): the run stops with the gate marked rejected and the outbox untouched', async () => {
     const file = generatedFile('rb_reject', { valid: 20 });
     await withWorker(taskQueue, async () => {
@@ -374,7 +413,10 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     const lines = result.stdout.trimEnd().split('\n');
     const step = (n: number, status: string) => lines.find((l) => l.startsWith(`[webhook-runbook] step ${n}/6`) && l.includes(`: ${status}`));
     assert.equal(step(3, 'passed'), '[webhook-runbook] step 3/6 verify delivery: passed created=100 delivered=90 dead_lettered=10 waiting=0 success_rate=90.00%');
-    assert.equal(step(5, 'passed'), '[webhook-runbook] step 5/6 replay execute: passed processed=10 replayed=10 enqueued=10 skipped=0 failed=0');
+    assert.match(
+      step(5, 'passed') ?? lines.join('\n'),
+      /^\[webhook-runbook\] step 5\/6 replay execute: passed processed=10 replayed=10 enqueued=10 skipped=0 failed=0; only dead letters changed before \S+Z, as the dry run counted$/,
+    );
     assert.match(
       step(6, 'failed') ?? lines.join('\n'),
       /step 6\/6 confirm baseline: failed: timed out after 3s: dead_letter=10 baseline=0 replayed_waiting=0; still dead-lettered by type: contribution_created=10; e\.g\. evt_rb_never_\d+0/,

@@ -141,6 +141,13 @@ export function printReplaySummary(summary: ReplaySummary, workflowId: string, o
     out.log(`[webhook-replay-dlq] would replay by event_type: ${pairs(summary.preview.byEventType)}`);
     out.log(`[webhook-replay-dlq] would replay by last_status_code: ${pairs(summary.preview.byStatusCode)}`);
     out.log(`[webhook-replay-dlq] sample event_ids: ${summary.preview.sampleIds.map(printable).join(', ') || '(none)'}`);
+    if (summary.preview.moreBeyondLimit) {
+      out.log('[webhook-replay-dlq] more rows match than --limit let this dry run count: it counted the oldest changes first');
+    }
+    if (summary.preview.changedBefore) {
+      // Rows that match after the dry run (new dead letters) would otherwise be reset too, unseen by whoever read it.
+      out.log(`[webhook-replay-dlq] to reset exactly these rows, execute with --until ${summary.preview.changedBefore} (in place of any --until)`);
+    }
   }
   out.log(`[webhook-replay-dlq] done ${formatReplayCounters(summary)} dry_run=${summary.dryRun}`);
   if (opts.json) {
@@ -152,6 +159,8 @@ export function printReplaySummary(summary: ReplaySummary, workflowId: string, o
               by_event_type: summary.preview.byEventType,
               by_status_code: summary.preview.byStatusCode,
               sample_event_ids: summary.preview.sampleIds,
+              changed_before: summary.preview.changedBefore ?? null,
+              more_beyond_limit: summary.preview.moreBeyondLimit ?? null,
             }
           : {}),
       }),

@@ -167,7 +167,7 @@ export function formatStepLine(s: RunbookStep, workflowId: string): string {
     case 'skipped':
       return `${head}: ${printable(s.message ?? '')}`;
     default:
-      return `${head} ${stepFigures(s)}`.trimEnd();
+      return `${head} ${stepFigures(s)}${s.message ? `; ${printable(s.message)}` : ''}`.trimEnd();
   }
 }
 

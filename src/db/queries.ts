@@ -477,19 +477,42 @@ export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: 
   const params: unknown[] = [];
   const where = replayPredicate(filter, eventIds, params);
   params.push(limit);
-  const { rows } = await pool.query<{ matched: string; by_type: Record<string, number>; by_code: Record<string, number>; sample: string[] }>(
-    `WITH m AS (SELECT o.event_id, o.event_type, o.last_status_code FROM webhook_outbox o
-                 WHERE ${where} ORDER BY o.updated_at, o.event_id LIMIT $${params.length})
+  const n = `$${params.length}`;
+  // One row past the limit tells whether the limit cut the selection. The bound rounds the newest matched change up to
+  // the next millisecond, the precision an ISO timestamp (and --until) carries: rows that change later are past it.
+  const { rows } = await pool.query<{
+    matched: string;
+    by_type: Record<string, number>;
+    by_code: Record<string, number>;
+    sample: string[];
+    changed_before: string | null;
+    more: boolean;
+  }>(
+    `WITH upto AS (SELECT o.event_id, o.event_type, o.last_status_code, o.updated_at,
+                          row_number() OVER (ORDER BY o.updated_at, o.event_id) AS n
+                     FROM webhook_outbox o
+                    WHERE ${where} ORDER BY o.updated_at, o.event_id LIMIT ${n}::bigint + 1),
+          m AS (SELECT * FROM upto WHERE n <= ${n}::bigint)
      SELECT (SELECT count(*) FROM m) AS matched,
             (SELECT coalesce(json_object_agg(event_type, n), '{}') FROM
                (SELECT event_type, count(*) AS n FROM m GROUP BY 1) t) AS by_type,
             (SELECT coalesce(json_object_agg(code, n), '{}') FROM
                (SELECT coalesce(last_status_code::text, 'none') AS code, count(*) AS n FROM m GROUP BY 1) t) AS by_code,
-            (SELECT coalesce(json_agg(event_id), '[]') FROM (SELECT event_id FROM m LIMIT 10) t) AS sample`,
+            (SELECT coalesce(json_agg(event_id ORDER BY n), '[]') FROM (SELECT event_id, n FROM m ORDER BY n LIMIT 10) t) AS sample,
+            (SELECT to_char((date_trunc('milliseconds', max(updated_at)) + interval '1 millisecond') AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') FROM m) AS changed_before,
+            EXISTS (SELECT 1 FROM upto WHERE n > ${n}::bigint) AS more`,
     params,
   );
   const row = rows[0]!;
-  return { matched: Number(row.matched), byEventType: row.by_type, byStatusCode: row.by_code, sampleIds: row.sample };
+  return {
+    matched: Number(row.matched),
+    byEventType: row.by_type,
+    byStatusCode: row.by_code,
+    sampleIds: row.sample,
+    ...(row.changed_before !== null ? { changedBefore: row.changed_before } : {}),
+    moreBeyondLimit: row.more,
+  };
 }
 
 /**

@@ -97,6 +97,14 @@ export interface ReplayPreview {
   byEventType: Record<string, number>;
   byStatusCode: Record<string, number>;
   sampleIds: string[];
+  /**
+   * An exclusive bound on updated_at (ISO, milliseconds) that every matched row is under: an execute run given it as
+   * `until` resets the rows this preview counted and none that reached the selection after it. Absent when nothing
+   * matched, and in previews of workers older than the field.
+   */
+  changedBefore?: string;
+  /** More rows match than the limit let the preview count. Absent in previews of workers older than the field. */
+  moreBeyondLimit?: boolean;
 }
 
 export interface ReplayProgress extends ReplayCounters, CheckpointPage<ReplayCounters> {

@@ -84,6 +84,11 @@ const workflowNow = () => new Date().getTime();
 const GATE_OPENS_WITH_A_MARKER = 'gate-opens-with-a-marker';
 /** Step 3 says it has nothing to judge when step 2 created no events, instead of passing on zeros (runs before it did). */
 const VERIFY_SKIPS_WHEN_NOTHING_CREATED = 'verify-skips-when-nothing-created';
+/**
+ * Step 5 resets what step 4's dry run counted, and no row that became a dead letter after it: runs begun before
+ * this replay step 5 unbounded, as they ran.
+ */
+const EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED = 'execute-resets-what-the-dry-run-counted';
 
 type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
@@ -323,11 +328,11 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     );
   };
 
-  const replay = (n: 4 | 5, dryRun: boolean): Promise<ReplaySummary> => {
+  const replay = (n: 4 | 5, dryRun: boolean, changedBefore?: string): Promise<ReplaySummary> => {
     const runKey = `${input.runKey}/step-${n}`;
     const args: ReplayInput = {
       runKey,
-      filter: { ...DEAD_LETTERS },
+      filter: { ...DEAD_LETTERS, ...(changedBefore !== undefined ? { until: changedBefore } : {}) },
       limit: input.replayLimit,
       dryRun,
       batchSize: input.replayBatchSize,
@@ -501,7 +506,13 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
         step(5).message = 'the dry run matched no dead letters';
       } else {
         begin(5);
-        step(5).replay = { ...replayCounters(await replay(5, false)), dryRun: false };
+        // The gate approved the rows the dry run counted. Dead letters that arrived since (step 2's events still
+        // exhausting their retries, say) are not in that count: bounded by the newest change the dry run saw, the
+        // execute leaves them, and step 6 names them if they keep the count above the baseline. The same --limit
+        // and order make a dry run cut by the limit and its execute cut at the same row.
+        const bound = patched(EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED) ? preview.preview?.changedBefore : undefined;
+        if (bound !== undefined) step(5).message = `only dead letters changed before ${bound}, as the dry run counted`;
+        step(5).replay = { ...replayCounters(await replay(5, false, bound)), dryRun: false };
         step(5).status = 'passed';
       }
       begin(6);
