@@ -200,6 +200,21 @@ describe('webhookDispatcher: delivery to a real receiver on loopback', function 
     }
   });
 
+  it('passes that dead-letter keep the dead-letter count\'s change rows few, with no runbook reading them', async () => {
+    // As an outbox left for weeks without a reader: a row per statement that changed the count, all zero here.
+    await h.pool.query('INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT 0 FROM generate_series(1, 1200)');
+    receiver.behaviour = () => ({ status: 500 });
+    await seedEvents(h.pool, 'dlq_fold', 3, 1);
+    await deliver(async () => {
+      await startDispatcher({ autoPauseAfter: 1000 });
+      await waitFor('dead-lettered', settled);
+    });
+    assert.deepEqual(await statusCounts(h.pool), { dead_letter: 3 });
+    const { rows } = await h.pool.query<{ n: string; total: string }>('SELECT count(*) AS n, sum(delta) AS total FROM webhook_outbox_dead_letter_deltas');
+    assert.ok(Number(rows[0]!.n) <= 3, `${rows[0]!.n} change rows left; the pass that dead-lettered should have folded the 1,200`);
+    assert.equal(Number(rows[0]!.total), 3, 'the count they add up to is exact');
+  });
+
   it('signs with both secrets while one is rotated out', async () => {
     await receiver.stop();
     receiver = await new TestReceiver([OLD_SECRET]).start(); // a receiver still on the old secret

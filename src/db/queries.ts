@@ -670,18 +670,23 @@ export async function outboxMetrics(pool: Pool, run: { column: 'source_run' | 'l
   return metrics;
 }
 
-/** Past this many rows of changes, the next reader folds them into one. */
-const DEAD_LETTER_DELTAS_TO_KEEP = 1_000;
+/** Past this many rows of changes, the next reader (or delivery pass that dead-lettered) folds them into one. */
+export const DEAD_LETTER_DELTAS_TO_KEEP = 1_000;
 
 /**
- * Replaces the recorded changes with their sum, in one statement: changes committed meanwhile are not seen by
- * its DELETE and stay; two readers folding at once each delete (and re-add) a disjoint share.
+ * Replaces the recorded changes with their sum when there are more than `keep` of them, in one statement: changes
+ * committed meanwhile are not seen by its DELETE and stay; two callers folding at once each delete (and re-add) a
+ * disjoint share. Returns how many rows it folded (0: there were `keep` or fewer).
  */
-async function foldDeadLetterDeltas(pool: Pool): Promise<void> {
-  await pool.query(
-    `WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas RETURNING delta)
-     INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0`,
+export async function foldDeadLetterDeltas(pool: Pool, keep = 0): Promise<number> {
+  const { rows } = await pool.query<{ folded: string | null }>(
+    `WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas
+                    WHERE (SELECT count(*) FROM webhook_outbox_dead_letter_deltas) > $1 RETURNING delta),
+          kept AS (INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0)
+     SELECT count(*) AS folded FROM gone`,
+    [keep],
   );
+  return Number(rows[0]?.folded ?? 0);
 }
 
 export interface RunbookRunRow {

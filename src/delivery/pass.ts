@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import { type DeliveryRecord, outboxSnapshot } from '../db/queries';
+import { DEAD_LETTER_DELTAS_TO_KEEP, type DeliveryRecord, foldDeadLetterDeltas, outboxSnapshot } from '../db/queries';
 import { type DeliverPassInput, type DeliverPassResult, type DispatcherOptions, leaseMsFor } from '../shared/delivery';
 import { ClaimQueue, type HeldEvent } from './claims';
 import { type DeliveryTarget, postOnce, sha256Hex } from './http';
@@ -248,6 +248,20 @@ class Pass {
     };
   }
 
+  /**
+   * Each statement that dead-letters events adds a row to the dead-letter count's changes (migration 012). Readers
+   * fold them, but an outbox whose dead letters nobody reads for weeks (no runbook) would grow a row per such
+   * statement, and the first reader would sum them all: the passes that add them keep them few. Housekeeping, so a
+   * failure is left to the next pass.
+   */
+  private async foldDeadLetterCount(): Promise<void> {
+    try {
+      await foldDeadLetterDeltas(this.pool, DEAD_LETTER_DELTAS_TO_KEEP);
+    } catch {
+      // The outcomes are recorded; the changes stay until a later fold.
+    }
+  }
+
   private async finish(): Promise<DeliverPassResult> {
     // A claim that landed after the pass stopped holds events nobody will send: they are handed back with the rest.
     await this.claims.settle();
@@ -259,6 +273,7 @@ class Pass {
       if (!this.recorder.failed) throw err;
     }
     await this.recorder.finish();
+    if (this.tally.deadLettered > 0) await this.foldDeadLetterCount();
     const full = !this.claims.drained;
     // After a full batch the dispatcher goes straight on, so when the next event is due does not matter.
     const snapshot = this.input.wantSnapshot || !full ? await outboxSnapshot(this.pool) : null;
