@@ -458,11 +458,19 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
         assert.ok(!whole.stdout.includes('more rows match'), whole.stdout);
         const bound = summary.changed_before;
         assert.match(bound ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-        assert.ok(whole.stdout.includes(`[webhook-replay-dlq] to reset exactly these rows, execute with --until ${bound} (in place of any --until)`), whole.stdout);
+        assert.ok(
+          whole.stdout.includes(`[webhook-replay-dlq] to leave out rows that match after this dry run, execute with --until ${bound} --limit 30 (in place of any --until and --limit)`),
+          whole.stdout,
+        );
+        // Waiting rows change their time with every claim: no bound is offered for them.
+        const waiting = await runCli(['webhook-replay-dlq', '--dry-run', '--status', 'retrying', '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        assert.equal(waiting.code, 0, waiting.stderr);
+        assert.equal(lastJson(waiting.stdout).changed_before, null);
+        assert.ok(!waiting.stdout.includes('--until'), waiting.stdout);
 
         // Dead letters that arrive after the dry run was read are not in its count: the bound leaves them.
         await seedStates(h.pool, [{ prefix: 'late', count: 4, status: 'dead_letter', eventType: 'type_a', code: 500 }]);
-        const exec = await runCli(['webhook-replay-dlq', '--limit', '1000', '--until', bound!, '--json'], { GOTONG_TASK_QUEUE: taskQueue });
+        const exec = await runCli(['webhook-replay-dlq', '--limit', '30', '--until', bound!, '--json'], { GOTONG_TASK_QUEUE: taskQueue });
         assert.equal(exec.code, 0, exec.stderr);
         assert.equal(exec.stdout.trimEnd().split('\n').at(-2), '[webhook-replay-dlq] done processed=30 replayed=30 enqueued=30 skipped=0 failed=0 dry_run=false');
         const { rows } = await h.pool.query<{ event_id: string }>(`SELECT event_id FROM webhook_outbox WHERE status = 'dead_letter' ORDER BY 1`);

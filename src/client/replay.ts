@@ -144,9 +144,12 @@ export function printReplaySummary(summary: ReplaySummary, workflowId: string, o
     if (summary.preview.moreBeyondLimit) {
       out.log('[webhook-replay-dlq] more rows match than --limit let this dry run count: it counted the oldest changes first');
     }
+    // Rows that match after the dry run (new dead letters) would otherwise be reset too, unseen by whoever read it.
     if (summary.preview.changedBefore) {
-      // Rows that match after the dry run (new dead letters) would otherwise be reset too, unseen by whoever read it.
-      out.log(`[webhook-replay-dlq] to reset exactly these rows, execute with --until ${summary.preview.changedBefore} (in place of any --until)`);
+      out.log(
+        `[webhook-replay-dlq] to leave out rows that match after this dry run, execute with --until ${summary.preview.changedBefore} ` +
+          `--limit ${summary.preview.matched} (in place of any --until and --limit)`,
+      );
     }
   }
   out.log(`[webhook-replay-dlq] done ${formatReplayCounters(summary)} dry_run=${summary.dryRun}`);

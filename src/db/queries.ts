@@ -510,7 +510,9 @@ export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: 
     byEventType: row.by_type,
     byStatusCode: row.by_code,
     sampleIds: row.sample,
-    ...(row.changed_before !== null ? { changedBefore: row.changed_before } : {}),
+    // Only rows that keep their time while they wait can be bounded by it: a pending or retrying row's time moves
+    // with every claim and outcome, so a bound would leave out the very rows counted.
+    ...(row.changed_before !== null && (filter.status === 'dead_letter' || filter.status === 'delivered') ? { changedBefore: row.changed_before } : {}),
     moreBeyondLimit: row.more,
   };
 }

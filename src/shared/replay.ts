@@ -99,8 +99,9 @@ export interface ReplayPreview {
   sampleIds: string[];
   /**
    * An exclusive bound on updated_at (ISO, milliseconds) that every matched row is under: an execute run given it as
-   * `until` resets the rows this preview counted and none that reached the selection after it. Absent when nothing
-   * matched, and in previews of workers older than the field.
+   * `until`, with the same limit, leaves out rows that reach the selection after the preview (but for one written by a
+   * transaction that began before it and committed after). Only for dead_letter and delivered selections, whose rows
+   * keep their time while they wait; absent when nothing matched, and in previews of workers older than the field.
    */
   changedBefore?: string;
   /** More rows match than the limit let the preview count. Absent in previews of workers older than the field. */

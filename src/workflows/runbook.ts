@@ -510,8 +510,10 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
         // exhausting their retries, say) are not in that count: bounded by the newest change the dry run saw, the
         // execute leaves them, and step 6 names them if they keep the count above the baseline. The same --limit
         // and order make a dry run cut by the limit and its execute cut at the same row.
-        const bound = patched(EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED) ? preview.preview?.changedBefore : undefined;
+        const bounded = patched(EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED);
+        const bound = bounded ? preview.preview?.changedBefore : undefined;
         if (bound !== undefined) step(5).message = `only dead letters changed before ${bound}, as the dry run counted`;
+        else if (bounded) step(5).message = 'every dead letter up to the limit: the dry run ran on a worker too old to name its bound';
         step(5).replay = { ...replayCounters(await replay(5, false, bound)), dryRun: false };
         step(5).status = 'passed';
       }
