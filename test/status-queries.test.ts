@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
-import { EXACT_BACKLOG_LIMIT, outboxMetrics, outboxSnapshot } from '../src/db/queries';
+import { analyzeOutboxStatuses, EXACT_BACKLOG_LIMIT, outboxMetrics, outboxSnapshot } from '../src/db/queries';
 import { getHarness, REPO_ROOT, resetTables, seedEvents, waitFor } from './helpers/harness';
 
 /**
@@ -146,6 +146,34 @@ describe('status queries on the outbox (stats snapshot, runbook polls)', functio
       assert.equal(Number((await outboxMetrics(pool, null)).dead_letters), exact);
     });
   }
+
+  it('a replay refreshes the status statistics only when autovacuum would: fresh ones are kept, dead letters piled up since are not', async () => {
+    const ids = await seedEvents(pool, 'stats', 2_000);
+    // Statistics reach pg_stat_user_tables when the writing backend reports them (within seconds, not at commit).
+    const reported = async (column: 'n_live_tup' | 'n_mod_since_analyze', atLeast: number) => {
+      const { rows } = await pool.query<{ n: string }>(`SELECT ${column} AS n FROM pg_stat_user_tables WHERE relname = 'webhook_outbox'`);
+      return Number(rows[0]?.n ?? 0) >= atLeast;
+    };
+    await waitFor('the insert reported', () => reported('n_live_tup', 2_000));
+    await pool.query('ANALYZE webhook_outbox');
+    assert.equal(await analyzeOutboxStatuses(pool), false, 'statistics just refreshed are left alone');
+    const deadLetterShare = async () => {
+      const { rows } = await pool.query<{ share: number | null }>(
+        `SELECT (most_common_freqs[array_position(most_common_vals::text::text[], 'dead_letter')])::float8 AS share
+           FROM pg_stats WHERE tablename = 'webhook_outbox' AND attname = 'status'`,
+      );
+      return rows[0]?.share ?? 0;
+    };
+    assert.equal(await deadLetterShare(), 0);
+    // A receiver outage: a quarter of the outbox dead-lettered since the last ANALYZE, far past 50 + 2%.
+    await setStatus(pool, ids.slice(0, 500), 'dead_letter');
+    await waitFor('the dead-lettering reported', () => reported('n_mod_since_analyze', 500));
+    assert.equal(await analyzeOutboxStatuses(pool), true, 'statistics from before the outage are refreshed');
+    assert.ok(Math.abs((await deadLetterShare()) - 0.25) < 0.01, `dead_letter share ${await deadLetterShare()} after the refresh`);
+    // An ANALYZE of some columns leaves the change counter to autovacuum's own ANALYZE, due by the same measure.
+    await pool.query('ANALYZE webhook_outbox');
+    assert.equal(await analyzeOutboxStatuses(pool), false, 'left alone once a whole ANALYZE has run');
+  });
 
   it("migration 011's partial indexes serve the per-run polls (the planner can prove their predicates)", async () => {
     const client = await pool.connect();

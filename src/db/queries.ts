@@ -176,6 +176,27 @@ export async function analyzeOutbox(pool: Pool): Promise<void> {
   await pool.query('ANALYZE webhook_outbox');
 }
 
+/**
+ * Refreshes the statistics of the columns delivery changes (status, times, last code, the replay run) when they are
+ * due: when more rows changed since the last ANALYZE than autovacuum waits for on this table (50 + 2% of its rows,
+ * migration 012), which dead letters piling up during an outage soon are. The rest (payloads, ids, types) keep what
+ * the last ANALYZE found: rows change status, they are not added. What a replay selects by and plans on, and what
+ * the backlog estimate reads, at 40% of a whole ANALYZE (90 against 200-235 ms on 100,000 rows here; the jsonb
+ * payloads are most of the rest), and nothing when they are fresh. An ANALYZE of some columns leaves the change
+ * counter as it was (PostgreSQL resets it only for a whole one), so replays re-analyze until autovacuum, due by the
+ * same measure, has run its own. Returns whether it analyzed.
+ */
+export async function analyzeOutboxStatuses(pool: Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ due: boolean }>(
+    `SELECT coalesce(s.n_mod_since_analyze > 50 + 0.02 * greatest(s.n_live_tup, c.reltuples), true) AS due
+       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+      WHERE c.oid = 'webhook_outbox'::regclass`,
+  );
+  if (rows[0]?.due === false) return false;
+  await pool.query('ANALYZE webhook_outbox (status, updated_at, next_attempt_at, last_status_code, last_replay_run)');
+  return true;
+}
+
 export interface FailedLineRow {
   run_key: string;
   workflow_id: string;
@@ -549,6 +570,9 @@ export async function replaySelectAndReset(
   // statement, so they share updated_at, and a --limit that cut through them reset other rows than the dry
   // run had listed at the gate.
   // The skipped positions are looked for only when something was skipped (an initplan runs when needed).
+  // A batch's plan is costed far above jit_above_cost (20,000 rows through five CTEs), so PostgreSQL compiled it
+  // each time: 28-37 ms of a 300-435 ms batch here, for expressions it then ran once per row (BENCHMARKS.md, replay).
+  await client.query('SET LOCAL jit = off');
   const { rows } = await client.query<{ selected: string; replayed: string; skipped_ordinals: number[] }>(
     `WITH candidates AS (
        SELECT o.event_id, row_number() OVER (ORDER BY o.updated_at, o.event_id)::int AS ordinal FROM webhook_outbox o

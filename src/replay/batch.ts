@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
-import { analyzeOutbox, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
+import { analyzeOutboxStatuses, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
 import { InputFileError, openInputFile } from '../input-files';
 import { replayBatchKey } from '../shared/batch-keys';
 import { batchCheckpoints } from '../shared/progress';
@@ -85,7 +85,7 @@ export async function runReplayBatch(
   await checkEventIdsUnchanged(pool, input, eventIds?.sha256);
   // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
   // outbox; fresh statistics keep every batch's selection on the dead-letter index.
-  if (input.batchNumber === 0) await analyzeOutbox(pool);
+  if (input.batchNumber === 0) await analyzeOutboxStatuses(pool);
   return onceInLedger(
     pool,
     input.runKey,
