@@ -351,7 +351,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     // Every tenth event is rejected until the receiver is fixed: 5 of 50 dead-lettered by step 3.
     const file = generatedFile('rb_bound', { valid: 50 });
     await withDelivery(async () => {
-      const handle = await start(input(file.path, { approval: 'manual', baseline: 2 }));
+      const handle = await start(input(file.path, { approval: 'manual', baseline: 3 }));
       try {
         const atGate = (step: number) => async () => {
           const p = await handle.query<RunbookProgress>('progress');
@@ -363,23 +363,30 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         fixed = true;
         const counted = (await handle.query<RunbookProgress>('progress')).steps[3]!.replay!;
         assert.equal(counted.replayed, 5);
-        // Two more dead letters while the operator reads the dry run (live traffic, or the file's own retries).
+        // Two more dead letters while the operator reads the dry run (live traffic, or the file's own retries) ...
         await seedEvents(h.pool, 'late_dl', 2, 5, 'dead_letter');
+        // ... and one whose outcome write began before the dry run and committed after it: updated_at is when a
+        // transaction began, so its time is older than the newest the dry run counted. A bound on time lets it in.
+        await seedEvents(h.pool, 'late_dl_backdated', 1, 5, 'dead_letter');
+        await h.pool.query(`UPDATE webhook_outbox SET updated_at = now() - interval '1 hour' WHERE event_id LIKE 'late_dl_backdated%'`);
         assert.equal((await runCli(['approve', handle.workflowId])).code, 0);
         const report = await handle.result();
         assert.equal(report.outcome, 'completed');
         const bound = report.steps[3]!.replay!.preview!.changedBefore;
         assert.match(bound ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
         assert.deepEqual(figures(report.steps)[4]!.replay, { processed: 5, replayed: 5, enqueued: 5, skipped: 0, failed: 0, dryRun: false });
-        assert.equal(report.steps[4]!.message, `only dead letters changed before ${bound}, as the dry run counted`);
+        assert.equal(report.steps[4]!.message, `only the dead letters the dry run counted (changed before ${bound})`);
         assert.equal(
           formatStepLine(report.steps[4]!, handle.workflowId),
-          `[webhook-runbook] step 5/6 replay execute: passed processed=5 replayed=5 enqueued=5 skipped=0 failed=0; only dead letters changed before ${bound}, as the dry run counted`,
+          `[webhook-runbook] step 5/6 replay execute: passed processed=5 replayed=5 enqueued=5 skipped=0 failed=0; only the dead letters the dry run counted (changed before ${bound})`,
         );
-        // The late ones are still dead letters (the --baseline 2 lets step 6 pass with them).
-        assert.deepEqual(report.steps[5]!.confirm && { deadLetters: report.steps[5]!.confirm.deadLetters, replayWaiting: report.steps[5]!.confirm.replayWaiting }, { deadLetters: 2, replayWaiting: 0 });
+        // The late ones are still dead letters (the --baseline 3 lets step 6 pass with them).
+        assert.deepEqual(report.steps[5]!.confirm && { deadLetters: report.steps[5]!.confirm.deadLetters, replayWaiting: report.steps[5]!.confirm.replayWaiting }, { deadLetters: 3, replayWaiting: 0 });
         const { rows } = await h.pool.query<{ event_id: string }>(`SELECT event_id FROM webhook_outbox WHERE status = 'dead_letter' ORDER BY 1`);
-        assert.deepEqual(rows.map((r) => r.event_id), ['late_dl_0', 'late_dl_1']);
+        assert.deepEqual(rows.map((r) => r.event_id), ['late_dl_0', 'late_dl_1', 'late_dl_backdated_0']);
+        // What step 4 kept: the five it counted, under its run key.
+        const kept = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_selection WHERE run_key = $1', [report.steps[3]!.runKey]);
+        assert.equal(kept.rows[0]!.n, '5');
       } finally {
         fixed = true;
       }
@@ -415,7 +422,7 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
     assert.equal(step(3, 'passed'), '[webhook-runbook] step 3/6 verify delivery: passed created=100 delivered=90 dead_lettered=10 waiting=0 success_rate=90.00%');
     assert.match(
       step(5, 'passed') ?? lines.join('\n'),
-      /^\[webhook-runbook\] step 5\/6 replay execute: passed processed=10 replayed=10 enqueued=10 skipped=0 failed=0; only dead letters changed before \S+Z, as the dry run counted$/,
+      /^\[webhook-runbook\] step 5\/6 replay execute: passed processed=10 replayed=10 enqueued=10 skipped=0 failed=0; only the dead letters the dry run counted \(changed before \S+Z\)$/,
     );
     assert.match(
       step(6, 'failed') ?? lines.join('\n'),

@@ -117,9 +117,12 @@ export function createActivities({ pool: sharedPool, delivery, metrics, inputRoo
       return runPass({ options, wantSnapshot: input.wantSnapshot, streamMs: input.streamMs });
     },
 
-    /** One statement over every matching row (2,000,000 take a few seconds), heartbeating while it runs. */
-    async previewReplay(input: { filter: ReplayFilter; limit: number }): Promise<ReplayPreview> {
-      return heartbeating(async () => previewReplay(db(), input.filter, await loadEventIds(input.filter, inputRoots), input.limit));
+    /**
+     * One statement over every matching row (2,000,000 take a few seconds), heartbeating while it runs; with `keepAs`,
+     * the counted rows are kept under that run key for the execute that follows (the runbook's step 5).
+     */
+    async previewReplay(input: { filter: ReplayFilter; limit: number; keepAs?: string }): Promise<ReplayPreview> {
+      return heartbeating(async () => previewReplay(db(), input.filter, await loadEventIds(input.filter, inputRoots), input.limit, input.keepAs));
     },
 
     async replayBatch(input: ReplayBatchInput): Promise<ReplayBatchResult> {

@@ -491,17 +491,49 @@ function replayPredicate(filter: ReplayFilter, eventIds: string[] | null, params
   if (filter.statusCode !== undefined) where.push(`o.last_status_code = ${param(filter.statusCode)}::int`);
   if (filter.statusClass !== undefined) where.push(`o.last_status_code / 100 = ${param(filter.statusClass)}::int`);
   if (eventIds) where.push(`o.event_id = ANY(${param(eventIds)}::text[])`);
+  if (filter.selectedBy !== undefined) {
+    where.push(`o.event_id IN (SELECT s.event_id FROM webhook_replay_selection s WHERE s.run_key = ${param(filter.selectedBy)})`);
+  }
   return where.join(' AND ');
 }
 
-export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: string[] | null, limit: number): Promise<ReplayPreview> {
+/**
+ * What a replay of `filter` would reset, up to `limit` rows in the order an execute takes them. With `keepAs`, the
+ * counted rows are kept under that run key (replacing what it kept before), for an execute's `filter.selectedBy`.
+ */
+export async function previewReplay(
+  pool: Pool,
+  filter: ReplayFilter,
+  eventIds: string[] | null,
+  limit: number,
+  keepAs?: string,
+): Promise<ReplayPreview> {
+  if (keepAs === undefined) return previewStatement(pool, filter, eventIds, limit);
+  return inTransaction(pool, async (client) => {
+    await client.query('DELETE FROM webhook_replay_selection WHERE run_key = $1', [keepAs]);
+    return { ...(await previewStatement(client, filter, eventIds, limit, keepAs)), selectionKept: true };
+  });
+}
+
+async function previewStatement(
+  db: Pool | PoolClient,
+  filter: ReplayFilter,
+  eventIds: string[] | null,
+  limit: number,
+  keepAs?: string,
+): Promise<ReplayPreview> {
   const params: unknown[] = [];
   const where = replayPredicate(filter, eventIds, params);
   params.push(limit);
   const n = `$${params.length}`;
+  let keep = '';
+  if (keepAs !== undefined) {
+    params.push(keepAs);
+    keep = `, kept AS (INSERT INTO webhook_replay_selection (run_key, event_id) SELECT $${params.length}, event_id FROM m)`;
+  }
   // One row past the limit tells whether the limit cut the selection. The bound rounds the newest matched change up to
   // the next millisecond, the precision an ISO timestamp (and --until) carries: rows that change later are past it.
-  const { rows } = await pool.query<{
+  const { rows } = await db.query<{
     matched: string;
     by_type: Record<string, number>;
     by_code: Record<string, number>;
@@ -513,7 +545,7 @@ export async function previewReplay(pool: Pool, filter: ReplayFilter, eventIds: 
                           row_number() OVER (ORDER BY o.updated_at, o.event_id) AS n
                      FROM webhook_outbox o
                     WHERE ${where} ORDER BY o.updated_at, o.event_id LIMIT ${n}::bigint + 1),
-          m AS (SELECT * FROM upto WHERE n <= ${n}::bigint)
+          m AS (SELECT * FROM upto WHERE n <= ${n}::bigint)${keep}
      SELECT (SELECT count(*) FROM m) AS matched,
             (SELECT coalesce(json_object_agg(event_type, n), '{}') FROM
                (SELECT event_type, count(*) AS n FROM m GROUP BY 1) t) AS by_type,

@@ -36,6 +36,9 @@ function wholeNumber(name: string, value: unknown, min: number, max: number): st
   return `${name} is ${show(value)}; it must be a whole number from ${min} to ${max}`;
 }
 
+/** A run key's problem, named as the field that holds it. */
+const prefixed = (field: string, problem: string | null): string | null => (problem === null ? null : problem.replace(/^runKey\b/, field));
+
 function runKeyProblem(runKey: unknown): string | null {
   if (typeof runKey !== 'string' || runKey.trim() === '') return `runKey is ${show(runKey)}; it must be a non-empty string`;
   if (utf8Bytes(runKey) > INPUT_LIMITS.maxRunKeyBytes) {
@@ -114,6 +117,7 @@ export function replayInputProblem(input: ReplayInput): string | null {
           f.statusClass === undefined ? null : wholeNumber('filter.statusClass', f.statusClass, 1, 5),
           f.statusCode !== undefined && f.statusClass !== undefined ? 'give filter.statusCode or filter.statusClass, not both' : null,
           f.eventIdsPath === undefined ? null : absolutePathProblem('filter.eventIdsPath', f.eventIdsPath),
+          f.selectedBy === undefined ? null : prefixed('filter.selectedBy', runKeyProblem(f.selectedBy)),
         );
   return first(
     runKeyProblem(input.runKey),
@@ -125,6 +129,7 @@ export function replayInputProblem(input: ReplayInput): string | null {
       ? null
       : `ratePerSecond is ${show(input.ratePerSecond)}; it must be a number >= 0 (0: no limit)`,
     input.batchesPerRun === undefined ? null : wholeNumber('batchesPerRun', input.batchesPerRun, 1, INPUT_LIMITS.maxBatchesPerRun),
+    input.keepSelection === undefined || typeof input.keepSelection === 'boolean' ? null : `keepSelection is ${show(input.keepSelection)}; it must be true or false`,
     input.state === undefined
       ? null
       : typeof input.state !== 'object' || input.state === null || typeof input.state.counters !== 'object'

@@ -16,6 +16,11 @@ export interface ReplayFilter {
   statusClass?: number;
   /** A file of event ids, one a line, read by the worker. */
   eventIdsPath?: string;
+  /**
+   * Only rows the dry run with this run key counted and kept (ReplayInput.keepSelection): the runbook's step 5 resets
+   * what step 4 counted. Workers older than the field ignore it (the `until` beside it still bounds them).
+   */
+  selectedBy?: string;
 }
 
 export interface ReplayCounters {
@@ -41,6 +46,8 @@ export interface ReplayInput {
   progressEvery?: number;
   /** Batches per workflow run before continuing as new; absent in runs started before the client passed it. */
   batchesPerRun?: number;
+  /** A dry run keeps the rows it counted under its run key, for an execute's `filter.selectedBy` (the runbook's). */
+  keepSelection?: boolean;
   state?: {
     counters: ReplayCounters;
     batches: number;
@@ -106,6 +113,8 @@ export interface ReplayPreview {
   changedBefore?: string;
   /** More rows match than the limit let the preview count. Absent in previews of workers older than the field. */
   moreBeyondLimit?: boolean;
+  /** The counted rows were kept under the run's key, for an execute's `filter.selectedBy`. */
+  selectionKept?: boolean;
 }
 
 export interface ReplayProgress extends ReplayCounters, CheckpointPage<ReplayCounters> {

@@ -87,6 +87,7 @@ export function describeReplaySelection(filter: ReplayFilter): string {
   if (filter.since) parts.push(`since ${filter.since}`);
   if (filter.until) parts.push(`until ${filter.until}`);
   if (filter.eventIdsPath) parts.push(`ids from ${basenameOf(filter.eventIdsPath)}`);
+  if (filter.selectedBy) parts.push('the rows its dry run counted');
   return inline(parts.join(', '), 120);
 }
 

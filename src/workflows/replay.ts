@@ -136,7 +136,12 @@ async function replayRun(input: ReplayInput, ui: RunUi): Promise<ReplaySummary> 
     withSummary(summary, settlesCancelledBatch ? BATCH_ACTIVITY_OPTIONS : PRE_SETTLE_BATCH_ACTIVITY_OPTIONS).replayBatch;
 
   if (input.dryRun) {
-    const preview: ReplayPreview = await withSummary(`count the rows a replay would reset (at most ${grouped(input.limit)})`).previewReplay({ filter: input.filter, limit: input.limit });
+    const preview: ReplayPreview = await withSummary(`count the rows a replay would reset (at most ${grouped(input.limit)})`).previewReplay({
+      filter: input.filter,
+      limit: input.limit,
+      // Only when asked (runs of the runbook that has it): other runs schedule the activity as they always did.
+      ...(input.keepSelection ? { keepAs: input.runKey } : {}),
+    });
     const n = preview.matched;
     counters = { processed: n, replayed: n, enqueued: n, skipped: 0, failed: 0 };
     dryRunMatched = n;

@@ -89,6 +89,8 @@ const VERIFY_SKIPS_WHEN_NOTHING_CREATED = 'verify-skips-when-nothing-created';
  * this replay step 5 unbounded, as they ran.
  */
 const EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED = 'execute-resets-what-the-dry-run-counted';
+/** Step 4's dry run keeps the rows it counted, and step 5 resets only those: runs begun before this ask for neither. */
+const DRY_RUN_KEEPS_WHAT_IT_COUNTED = 'dry-run-keeps-what-it-counted';
 
 type Decision = { approved: boolean; reason?: string; via: 'update' | 'signal' };
 
@@ -328,11 +330,17 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
     );
   };
 
-  const replay = (n: 4 | 5, dryRun: boolean, changedBefore?: string): Promise<ReplaySummary> => {
+  /** Step 4 (`keepSelection`), or step 5 bounded by what step 4 counted: its newest change, and the rows it kept. */
+  const replay = (n: 4 | 5, dryRun: boolean, counted: { changedBefore?: string; selectedBy?: string; keepSelection?: true } = {}): Promise<ReplaySummary> => {
     const runKey = `${input.runKey}/step-${n}`;
     const args: ReplayInput = {
       runKey,
-      filter: { ...DEAD_LETTERS, ...(changedBefore !== undefined ? { until: changedBefore } : {}) },
+      filter: {
+        ...DEAD_LETTERS,
+        ...(counted.changedBefore !== undefined ? { until: counted.changedBefore } : {}),
+        ...(counted.selectedBy !== undefined ? { selectedBy: counted.selectedBy } : {}),
+      },
+      ...(counted.keepSelection ? { keepSelection: true } : {}),
       limit: input.replayLimit,
       dryRun,
       batchSize: input.replayBatchSize,
@@ -494,7 +502,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
 
       // Step 4: replay dry run; gate.
       begin(4);
-      const preview = await replay(4, true);
+      const preview = await replay(4, true, patched(DRY_RUN_KEEPS_WHAT_IT_COUNTED) ? { keepSelection: true } : {});
       step(4).replay = { ...replayCounters(preview), dryRun: true, preview: preview.preview };
       const nothingToReplay = preview.replayed === 0;
       if (nothingToReplay) step(4).status = 'passed';
@@ -507,14 +515,18 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
       } else {
         begin(5);
         // The gate approved the rows the dry run counted. Dead letters that arrived since (step 2's events still
-        // exhausting their retries, say) are not in that count: bounded by the newest change the dry run saw, the
-        // execute leaves them, and step 6 names them if they keep the count above the baseline. The same --limit
-        // and order make a dry run cut by the limit and its execute cut at the same row.
+        // exhausting their retries, say) are not in that count: step 5 resets the rows step 4 kept, those still dead
+        // letters, and step 6 names the others if they keep the count above the baseline. The bound on the newest
+        // change step 4 counted is for workers older than the kept rows (they ignore selectedBy): with the same limit
+        // and order it leaves out all but rows written by a transaction that began before the dry run and committed
+        // after it. A dry run on a worker older than both passes neither.
         const bounded = patched(EXECUTE_RESETS_WHAT_THE_DRY_RUN_COUNTED);
         const bound = bounded ? preview.preview?.changedBefore : undefined;
-        if (bound !== undefined) step(5).message = `only dead letters changed before ${bound}, as the dry run counted`;
+        const selectedBy = bounded && preview.preview?.selectionKept ? preview.runKey : undefined;
+        if (selectedBy !== undefined) step(5).message = `only the dead letters the dry run counted${bound ? ` (changed before ${bound})` : ''}`;
+        else if (bound !== undefined) step(5).message = `only dead letters changed before ${bound}, as the dry run counted`;
         else if (bounded) step(5).message = 'every dead letter up to the limit: the dry run ran on a worker too old to name its bound';
-        step(5).replay = { ...replayCounters(await replay(5, false, bound)), dryRun: false };
+        step(5).replay = { ...replayCounters(await replay(5, false, { changedBefore: bound, selectedBy })), dryRun: false };
         step(5).status = 'passed';
       }
       begin(6);

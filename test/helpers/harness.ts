@@ -99,7 +99,7 @@ const quietLogger = {
 export async function resetTables(pool: Pool): Promise<void> {
   await pool.query(
     `TRUNCATE webhook_outbox, webhook_delivery_attempts, batch_ledger, backfill_failed_lines, backfill_dry_run_seen, backfill_dry_run_coverage,
-              webhook_replay_audit CASCADE`,
+              webhook_replay_audit, webhook_replay_selection CASCADE`,
   );
 }
 
