@@ -447,11 +447,19 @@ describe('hostile input files (real Temporal server, real PostgreSQL)', function
       ['a relative id file', { filter: { status: 'dead_letter', eventTypes: [], eventIdsPath: 'ids.txt' } }, /filter\.eventIdsPath "ids.txt" is relative/],
       ['since after until', { filter: { status: 'dead_letter', eventTypes: [], since: '2026-02-02T00:00:00Z', until: '2026-02-01T00:00:00Z' } }, /filter\.since must be earlier than filter\.until/],
       ['an over-long run key', { runKey: 'é'.repeat(300) }, /runKey is 600 bytes long/],
+      ['an empty selection key', { filter: { status: 'dead_letter', eventTypes: [], selectedBy: ' ' } }, /filter\.selectedBy is " "; it must be a non-empty string/],
+      ['a keepSelection that is not a boolean', { keepSelection: 'yes' as never }, /keepSelection is "yes"; it must be true or false/],
     ];
 
     it('the checks are pure and pass what the CLI builds', () => {
       assert.equal(backfillInputProblem({ runKey: 'k', path: '/a', dryRun: false, maxAttempts: 5, batchSize: 10 }), null);
       assert.equal(replayInputProblem({ runKey: 'k', filter: { status: 'dead_letter', eventTypes: ['a'] }, limit: 5, dryRun: true, batchSize: 20_000, ratePerSecond: 0 }), null);
+      // What the runbook builds for steps 4 and 5.
+      assert.equal(replayInputProblem({ runKey: 'rb/step-4', filter: { status: 'dead_letter', eventTypes: [] }, limit: 5, dryRun: true, batchSize: 10, ratePerSecond: 0, keepSelection: true }), null);
+      assert.equal(
+        replayInputProblem({ runKey: 'rb/step-5', filter: { status: 'dead_letter', eventTypes: [], until: '2026-11-29T22:12:25.717Z', selectedBy: 'rb/step-4' }, limit: 5, dryRun: false, batchSize: 10, ratePerSecond: 0 }),
+        null,
+      );
     });
 
     it('each bad input fails the run once, non-retryably, with a clear message and no activity', async () => {
