@@ -1,4 +1,5 @@
 import { Presets, SingleBar } from 'cli-progress';
+import type { Output } from './errors';
 
 /** How far a run is, in the unit its total is known in: a backfill's file bytes, a replay's rows. */
 export interface BarPosition {
@@ -38,16 +39,21 @@ function clock(seconds: number): string {
 export class RunBar {
   private readonly bar: SingleBar;
   private started = false;
+  private stopped = false;
   private complete = false;
   private first: { at: number; value: number; processed: number } | null = null;
 
   constructor(
     label: string,
     private readonly itemName: 'lines' | 'rows',
+    private readonly stream: NodeJS.WriteStream = process.stdout,
   ) {
     this.bar = new SingleBar(
       {
-        stream: process.stdout,
+        stream,
+        // Drawn on every tick, not only when its text changes: a line said while it runs (see `around`) takes the
+        // bar's place on the screen, and the bar comes back below it within a tick.
+        forceRedraw: true,
         // Rate and ETA before the counters: on a narrow terminal the line is cut at its width, not wrapped.
         format: `[${label}] {bar} {percentage}% {position} | {rate} | ETA {eta_text} | {counters}`,
         barsize: 30,
@@ -88,10 +94,32 @@ export class RunBar {
     this.complete = true;
     this.update(p);
     this.bar.stop();
+    this.stopped = true;
   }
 
   /** Stops drawing where it stands (detach, failure). */
   stop(): void {
     if (this.started) this.bar.stop();
+    this.stopped = true;
+  }
+
+  /**
+   * `out`, for lines said while the bar is drawn (a stall, an outage): the bar's line is cleared first, so the line
+   * stands alone on the terminal rather than after the bar's text, and the bar is drawn again below it.
+   */
+  around(out: Output): Output {
+    const clearBar = () => {
+      if (this.started && !this.stopped) this.stream.write('\r\x1b[2K');
+    };
+    return {
+      log: (line) => {
+        clearBar();
+        out.log(line);
+      },
+      err: (line) => {
+        clearBar();
+        out.err(line);
+      },
+    };
   }
 }

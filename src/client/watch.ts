@@ -428,11 +428,13 @@ export async function followRun<Counters extends { processed: number }, Progress
     print: !opts.bar,
   });
   const bar = opts.bar ? new RunBar(view.label, view.itemName) : null;
-  const notice = new OutageNotice(view.label, opts.address, out);
+  // Said while the bar may be drawn: on a line of their own.
+  const noticeOut = bar ? bar.around(out) : out;
+  const notice = new OutageNotice(view.label, opts.address, noticeOut);
   const interrupt = opts.interrupt ?? interruption();
   let stopped = false;
   const result = resultThroughOutages<Summary>(handle, notice, () => stopped);
-  const stall = new StallNotice(view.label, handle, out, opts.stallNoticeMs ?? stallNoticeMsFrom());
+  const stall = new StallNotice(view.label, handle, noticeOut, opts.stallNoticeMs ?? stallNoticeMsFrom());
   const look = async () => {
     const progress = await withinSeconds(handle, 10, () => follower.poll());
     notice.regained();
