@@ -303,6 +303,33 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
     assert.deepEqual(rows.map((r) => r.event_id), ['first_0', 'first_1', 'first_2', 'first_3'], 'only ids of the list the run started with');
   });
 
+  it('a dry run keeps what it counted for its execute, which resets exactly those rows; an execute whose kept rows are gone fails, resetting nothing', async () => {
+    await seedStates(h.pool, [{ prefix: 'kept', count: 6, status: 'dead_letter', code: 503 }]);
+    await withWorker(taskQueue, async () => {
+      const dry = await start({}, { dryRun: true, limit: 4, keepSelection: true });
+      const preview = (await dry.result()).preview!;
+      assert.deepEqual([preview.matched, preview.selectionKept, preview.moreBeyondLimit], [4, true, true]);
+      const dryRunKey = `${dry.workflowId}@1`;
+      // One of the four kept rows is delivered meanwhile (a manual resend, say): the execute leaves it.
+      await h.pool.query(`UPDATE webhook_outbox SET status = 'delivered' WHERE event_id = 'kept_0'`);
+      const execute = await start({ selectedBy: dryRunKey }, { batchSize: 1, limit: 4 });
+      const summary = await execute.result();
+      assert.deepEqual([summary.processed, summary.replayed, summary.skipped], [3, 3, 0]);
+      const { rows } = await h.pool.query<{ event_id: string }>('SELECT event_id FROM webhook_replay_audit ORDER BY event_id');
+      assert.deepEqual(rows.map((r) => r.event_id), ['kept_1', 'kept_2', 'kept_3'], 'only rows the dry run counted, never kept_4 or kept_5');
+
+      const gone = await start({ selectedBy: 'webhook-replay/nothing-kept@1' });
+      await assert.rejects(gone.result(), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError, String(err));
+        const failure = err.cause instanceof ActivityFailure ? err.cause.cause : err.cause;
+        assert.ok(failure instanceof ApplicationFailure && failure.nonRetryable && failure.type === 'ReplaySelectionGone', String(failure));
+        assert.match(failure.message, /the rows the dry run webhook-replay\/nothing-kept@1 counted are no longer kept .*nothing was reset/);
+        return true;
+      });
+    });
+    assert.equal((await statusCounts(h.pool)).dead_letter, 2, 'kept_4 and kept_5 wait for another replay');
+  });
+
   it('a row this run reset, that another replay reset and delivery dead-lettered again since, is not reset twice by this run (nor retried forever)', async () => {
     await seedStates(h.pool, [{ prefix: 'twice', count: 4, status: 'dead_letter', code: 400 }]);
     const deadLetterAgain = (id: string) =>

@@ -361,8 +361,13 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         assert.equal((await runCli(['approve', handle.workflowId])).code, 0);
         await waitFor('the gate after step 4', atGate(4));
         fixed = true;
-        const counted = (await handle.query<RunbookProgress>('progress')).steps[3]!.replay!;
+        const atGate4 = (await handle.query<RunbookProgress>('progress')).steps[3]!;
+        const counted = atGate4.replay!;
         assert.equal(counted.replayed, 5);
+        // What step 4 kept: the five it counted, under its run key.
+        const kept = async () =>
+          Number((await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_selection WHERE run_key = $1', [atGate4.runKey])).rows[0]!.n);
+        assert.equal(await kept(), 5);
         // Two more dead letters while the operator reads the dry run (live traffic, or the file's own retries) ...
         await seedEvents(h.pool, 'late_dl', 2, 5, 'dead_letter');
         // ... and one whose outcome write began before the dry run and committed after it: updated_at is when a
@@ -384,9 +389,8 @@ describe('webhookRecoveryRunbook (real Temporal server, PostgreSQL and receiver)
         assert.deepEqual(report.steps[5]!.confirm && { deadLetters: report.steps[5]!.confirm.deadLetters, replayWaiting: report.steps[5]!.confirm.replayWaiting }, { deadLetters: 3, replayWaiting: 0 });
         const { rows } = await h.pool.query<{ event_id: string }>(`SELECT event_id FROM webhook_outbox WHERE status = 'dead_letter' ORDER BY 1`);
         assert.deepEqual(rows.map((r) => r.event_id), ['late_dl_0', 'late_dl_1', 'late_dl_backdated_0']);
-        // What step 4 kept: the five it counted, under its run key.
-        const kept = await h.pool.query<{ n: string }>('SELECT count(*) AS n FROM webhook_replay_selection WHERE run_key = $1', [report.steps[3]!.runKey]);
-        assert.equal(kept.rows[0]!.n, '5');
+        // Forgotten once the run is over: the table holds open runs' rows only.
+        assert.equal(await kept(), 0);
       } finally {
         fixed = true;
       }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
-import { analyzeOutboxStatuses, onceInLedger, readLedger, replaySelectAndReset } from '../db/queries';
+import { ApplicationFailure } from '@temporalio/common';
+import { analyzeOutboxStatuses, onceInLedger, readLedger, replaySelectAndReset, replaySelectionKept } from '../db/queries';
 import { InputFileError, openInputFile } from '../input-files';
 import { replayBatchKey } from '../shared/batch-keys';
 import { batchCheckpoints } from '../shared/progress';
@@ -70,6 +71,21 @@ async function checkEventIdsUnchanged(pool: Pool, input: ReplayBatchInput, sha25
   );
 }
 
+/**
+ * A run that resets the rows a dry run kept (the runbook's step 5) and finds none would select nothing and pass on
+ * zeros while the dead letters it was approved for wait: the rows were deleted (the runbook finished, by hand) or its
+ * dry run ran elsewhere. It fails instead, at its first batch; later batches run on what the first found.
+ */
+async function checkSelectionKept(pool: Pool, input: ReplayBatchInput): Promise<void> {
+  const keptBy = input.filter.selectedBy;
+  if (keptBy === undefined || input.batchNumber > 0 || (await replaySelectionKept(pool, keptBy))) return;
+  throw ApplicationFailure.nonRetryable(
+    `the rows the dry run ${keptBy} counted are no longer kept (webhook_replay_selection); nothing was reset: run the ` +
+      'dry run again (a new runbook run does) to count the dead letters as they are now',
+    'ReplaySelectionGone',
+  );
+}
+
 /** Resets one batch exactly once: its resets, audit rows and ledger row commit together. */
 export async function runReplayBatch(
   pool: Pool,
@@ -83,6 +99,7 @@ export async function runReplayBatch(
   if (recorded) return recorded;
   const eventIds = await readEventIds(input.filter, roots);
   await checkEventIdsUnchanged(pool, input, eventIds?.sha256);
+  await checkSelectionKept(pool, input);
   // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
   // outbox; fresh statistics keep every batch's selection on the dead-letter index.
   if (input.batchNumber === 0) await analyzeOutboxStatuses(pool);
