@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { inputRootsFromEnvironment } from '../src/input-files';
-import { loadEventIds } from '../src/replay/batch';
+import { loadEventIds, runReplayBatch } from '../src/replay/batch';
 import type { ReplayFilter, ReplayInput, ReplayProgress, ReplaySummary } from '../src/shared/replay';
 import { webhookDispatcher } from '../src/workflows/dispatcher';
 import { tmp } from './helpers/files';
@@ -318,6 +318,21 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
       const { rows } = await h.pool.query<{ event_id: string }>('SELECT event_id FROM webhook_replay_audit ORDER BY event_id');
       assert.deepEqual(rows.map((r) => r.event_id), ['kept_1', 'kept_2', 'kept_3'], 'only rows the dry run counted, never kept_4 or kept_5');
 
+      // Kept rows deleted while an execute runs (a finished runbook's, by hand): its next batch fails, naming what stays.
+      const more = await start({}, { dryRun: true, limit: 2, keepSelection: true });
+      await more.result();
+      const keptBy = `${more.workflowId}@1`;
+      const batch = (batchNumber: number) =>
+        runReplayBatch(h.pool, { runKey: 'midway@1', batchNumber, filter: { status: 'dead_letter', eventTypes: [], selectedBy: keptBy }, size: 1 }, inputRootsFromEnvironment());
+      assert.deepEqual(await batch(0), { selected: 1, replayed: 1 });
+      await h.pool.query('DELETE FROM webhook_replay_selection WHERE run_key = $1', [keptBy]);
+      await assert.rejects(batch(1), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure && err.type === 'ReplaySelectionGone' && err.nonRetryable, String(err));
+        assert.match(err.message, /no longer kept .*the rows its 1 earlier batches reset stay reset/);
+        return true;
+      });
+      assert.deepEqual(await batch(0), { selected: 1, replayed: 1 }, 'a batch in the ledger still returns what it recorded');
+
       const gone = await start({ selectedBy: 'webhook-replay/nothing-kept@1' });
       await assert.rejects(gone.result(), (err: unknown) => {
         assert.ok(err instanceof WorkflowFailedError, String(err));
@@ -327,7 +342,8 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
         return true;
       });
     });
-    assert.equal((await statusCounts(h.pool)).dead_letter, 2, 'kept_4 and kept_5 wait for another replay');
+    // kept_4 was reset by the execute stopped midway (the oldest dead letter left); kept_5 waits for another replay.
+    assert.equal((await statusCounts(h.pool)).dead_letter, 1);
   });
 
   it('a row this run reset, that another replay reset and delivery dead-lettered again since, is not reset twice by this run (nor retried forever)', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { analyzeOutboxStatuses, onceInLedger, readLedger, replaySelectAndReset, replaySelectionKept } from '../db/queries';
 import { InputFileError, openInputFile } from '../input-files';
@@ -74,14 +74,16 @@ async function checkEventIdsUnchanged(pool: Pool, input: ReplayBatchInput, sha25
 /**
  * A run that resets the rows a dry run kept (the runbook's step 5) and finds none would select nothing and pass on
  * zeros while the dead letters it was approved for wait: the rows were deleted (the runbook finished, by hand) or its
- * dry run ran elsewhere. It fails instead, at its first batch; later batches run on what the first found.
+ * dry run ran elsewhere. Every batch not yet in the ledger looks, in its own transaction (kept rows never shrink while
+ * their runbook runs, so this cannot fire on a healthy run), and fails instead.
  */
-async function checkSelectionKept(pool: Pool, input: ReplayBatchInput): Promise<void> {
+async function checkSelectionKept(client: PoolClient, input: ReplayBatchInput): Promise<void> {
   const keptBy = input.filter.selectedBy;
-  if (keptBy === undefined || input.batchNumber > 0 || (await replaySelectionKept(pool, keptBy))) return;
+  if (keptBy === undefined || (await replaySelectionKept(client, keptBy))) return;
+  const before = input.batchNumber === 0 ? 'nothing was reset' : `the rows its ${input.batchNumber} earlier batches reset stay reset (webhook_replay_audit)`;
   throw ApplicationFailure.nonRetryable(
-    `the rows the dry run ${keptBy} counted are no longer kept (webhook_replay_selection); nothing was reset: run the ` +
-      'dry run again (a new runbook run does) to count the dead letters as they are now',
+    `the rows the dry run ${keptBy} counted are no longer kept (webhook_replay_selection); ${before}: run the dry run ` +
+      'again (a new runbook run does) to count the dead letters as they are now',
     'ReplaySelectionGone',
   );
 }
@@ -99,7 +101,6 @@ export async function runReplayBatch(
   if (recorded) return recorded;
   const eventIds = await readEventIds(input.filter, roots);
   await checkEventIdsUnchanged(pool, input, eventIds?.sha256);
-  await checkSelectionKept(pool, input);
   // Dead letters pile up while the receiver is down, often faster than autovacuum re-analyzes the
   // outbox; fresh statistics keep every batch's selection on the dead-letter index.
   if (input.batchNumber === 0) await analyzeOutboxStatuses(pool);
@@ -108,6 +109,7 @@ export async function runReplayBatch(
     input.runKey,
     batchKey,
     async (client): Promise<ReplayBatchResult> => {
+      await checkSelectionKept(client, input);
       const { selected, replayed, skippedOrdinals } = await replaySelectAndReset(client, input.runKey, input.filter, eventIds?.ids ?? null, input.size);
       const result: ReplayBatchResult = { selected, replayed };
       if (eventIds && input.batchNumber === 0) result.eventIdsSha256 = eventIds.sha256;
