@@ -187,10 +187,23 @@ export async function analyzeOutbox(pool: Pool): Promise<void> {
  * same measure, has run its own. Returns whether it analyzed.
  */
 export async function analyzeOutboxStatuses(pool: Pool): Promise<boolean> {
+  // Backends report their changes to pg_stat_user_tables seconds late (up to about 10 s when idle), so an outage just
+  // before a replay may not show there yet; the number of dead letters is known exactly (migration 012), and so is
+  // what the statistics believe it is. Either one past autovacuum's measure makes the refresh due.
   const { rows } = await pool.query<{ due: boolean }>(
-    `SELECT coalesce(s.n_mod_since_analyze > 50 + 0.02 * greatest(s.n_live_tup, c.reltuples), true) AS due
-       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-      WHERE c.oid = 'webhook_outbox'::regclass`,
+    `WITH t AS (
+       SELECT c.reltuples, s.n_mod_since_analyze, 50 + 0.02 * greatest(s.n_live_tup, c.reltuples) AS threshold
+         FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+        WHERE c.oid = 'webhook_outbox'::regclass),
+     believed AS (
+       SELECT coalesce((SELECT (st.most_common_freqs[array_position(st.most_common_vals::text::text[], 'dead_letter')])::float8
+                          FROM pg_stats st
+                         WHERE st.schemaname = current_schema() AND st.tablename = 'webhook_outbox' AND st.attname = 'status'), 0)
+              * greatest((SELECT reltuples FROM t), 0) AS dead_letters),
+     exact AS (SELECT coalesce(sum(delta), 0) AS dead_letters FROM webhook_outbox_dead_letter_deltas)
+     SELECT coalesce(t.n_mod_since_analyze > t.threshold, true)
+            OR abs((SELECT dead_letters FROM exact) - (SELECT dead_letters FROM believed)) > t.threshold AS due
+       FROM t`,
   );
   if (rows[0]?.due === false) return false;
   await pool.query('ANALYZE webhook_outbox (status, updated_at, next_attempt_at, last_status_code, last_replay_run)');
