@@ -310,6 +310,10 @@ describe('webhookReplayDlq (real Temporal server, real PostgreSQL)', function ()
       const preview = (await dry.result()).preview!;
       assert.deepEqual([preview.matched, preview.selectionKept, preview.moreBeyondLimit], [4, true, true]);
       const dryRunKey = `${dry.workflowId}@1`;
+      // A month-old selection nothing deleted (a terminated runbook's) goes when a dry run keeps its own.
+      await h.pool.query(`INSERT INTO webhook_replay_selection (run_key, event_id, kept_at) VALUES ('terminated/step-4', 'kept_5', now() - interval '31 days')`);
+      await (await start({}, { dryRun: true, limit: 1, keepSelection: true })).result();
+      assert.equal((await h.pool.query(`SELECT 1 FROM webhook_replay_selection WHERE run_key = 'terminated/step-4'`)).rowCount, 0);
       // One of the four kept rows is delivered meanwhile (a manual resend, say): the execute leaves it.
       await h.pool.query(`UPDATE webhook_outbox SET status = 'delivered' WHERE event_id = 'kept_0'`);
       const execute = await start({ selectedBy: dryRunKey }, { batchSize: 1, limit: 4 });

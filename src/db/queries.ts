@@ -526,7 +526,9 @@ export async function previewReplay(
 ): Promise<ReplayPreview> {
   if (keepAs === undefined) return previewStatement(pool, filter, eventIds, limit);
   return inTransaction(pool, async (client) => {
-    await client.query('DELETE FROM webhook_replay_selection WHERE run_key = $1', [keepAs]);
+    // Its own rows from an earlier attempt, and rows no finish deleted (a terminated runbook's) once a month old: a
+    // runbook whose gate stays open that long finds them gone and says so (ReplaySelectionGone) at step 5.
+    await client.query(`DELETE FROM webhook_replay_selection WHERE run_key = $1 OR kept_at < now() - interval '30 days'`, [keepAs]);
     const preview = await previewStatement(client, filter, eventIds, limit, keepAs);
     // The execute selects by these rows at once (the runbook's auto mode goes straight on): statistics that have not
     // seen them yet would plan it for one row. The table holds only open runbooks' rows (finishRunbookRun).
