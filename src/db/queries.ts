@@ -1,5 +1,6 @@
 import type { PoolClient, Pool } from 'pg';
 import type { ReplayFilter, ReplayPreview } from '../shared/replay';
+import { runbookReplayRunKey } from '../shared/runbook';
 
 /** Hot-path SQL, one small typed function each. Row types keep the tables' snake_case names. */
 
@@ -760,17 +761,15 @@ export const DEAD_LETTER_DELTAS_TO_KEEP = 1_000;
 /**
  * Replaces the recorded changes with their sum when there are more than `keep` of them, in one statement: changes
  * committed meanwhile are not seen by its DELETE and stay; two callers folding at once each delete (and re-add) a
- * disjoint share. Returns how many rows it folded (0: there were `keep` or fewer).
+ * disjoint share.
  */
-export async function foldDeadLetterDeltas(pool: Pool, keep = 0): Promise<number> {
-  const { rows } = await pool.query<{ folded: string | null }>(
+export async function foldDeadLetterDeltas(pool: Pool, keep = 0): Promise<void> {
+  await pool.query(
     `WITH gone AS (DELETE FROM webhook_outbox_dead_letter_deltas
-                    WHERE (SELECT count(*) FROM webhook_outbox_dead_letter_deltas) > $1 RETURNING delta),
-          kept AS (INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0)
-     SELECT count(*) AS folded FROM gone`,
+                    WHERE (SELECT count(*) FROM webhook_outbox_dead_letter_deltas) > $1 RETURNING delta)
+     INSERT INTO webhook_outbox_dead_letter_deltas (delta) SELECT sum(delta) FROM gone HAVING count(*) > 0`,
     [keep],
   );
-  return Number(rows[0]?.folded ?? 0);
 }
 
 export interface RunbookRunRow {
@@ -834,9 +833,9 @@ export async function finishRunbookRun(
   reason: string | null,
 ): Promise<void> {
   await pool.query(
-    `WITH forgotten AS (DELETE FROM webhook_replay_selection WHERE run_key = $1 || '/step-4')
+    `WITH forgotten AS (DELETE FROM webhook_replay_selection WHERE run_key = $5)
      UPDATE runbook_runs SET outcome = $2, stopped_at = $3, reason = $4, finished_at = now() WHERE run_key = $1`,
-    [runKey, outcome, stoppedAt, reason],
+    [runKey, outcome, stoppedAt, reason, runbookReplayRunKey(runKey, 4)],
   );
 }
 

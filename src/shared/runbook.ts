@@ -228,6 +228,9 @@ export interface GateAnswer {
   reason: string | null;
 }
 
+/** The run key of a runbook's replay step: its ledger and audit key, and the key step 4 keeps its counted rows under. */
+export const runbookReplayRunKey = (runbookRunKey: string, step: 4 | 5) => `${runbookRunKey}/step-${step}`;
+
 export const runbookChildId = (runbookWorkflowId: string, step: StepNumber) => {
   const slug = RUNBOOK_STEPS[step - 1]!.name.replace(/ /g, '-');
   return `${runbookWorkflowId}/step-${step}-${slug}`;

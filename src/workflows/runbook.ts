@@ -31,6 +31,7 @@ import {
   GATE_STEPS,
   RUNBOOK_STEPS,
   runbookChildId,
+  runbookReplayRunKey,
   type RefusedDecision,
   type RunbookInput,
   type RunbookOutcome,
@@ -332,7 +333,7 @@ export async function webhookRecoveryRunbook(input: RunbookInput): Promise<Runbo
 
   /** Step 4 (`keepSelection`), or step 5 bounded by what step 4 counted: its newest change, and the rows it kept. */
   const replay = (n: 4 | 5, dryRun: boolean, counted: { changedBefore?: string; selectedBy?: string; keepSelection?: true } = {}): Promise<ReplaySummary> => {
-    const runKey = `${input.runKey}/step-${n}`;
+    const runKey = runbookReplayRunKey(input.runKey, n);
     const args: ReplayInput = {
       runKey,
       filter: {
